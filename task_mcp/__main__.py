@@ -1,0 +1,3 @@
+from task_mcp.cli import main
+
+raise SystemExit(main())

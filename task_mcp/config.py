@@ -1,0 +1,93 @@
+"""Configuration: one `Settings` object, built once at start-up and passed down.
+
+Every field reads `TASK_MCP_<FIELD>` from the environment; CLI flags override. Nothing here runs
+at import time, so tests construct `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from task_mcp.errors import ConfigError
+
+Algorithm = Literal["EdDSA", "ES256", "ES512", "RS256", "PS256"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASK_MCP_", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    """Any SQLAlchemy URL; default: a SQLite file in the user's data directory."""
+    better_auth_url: str | None = None
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: Annotated[tuple[Algorithm, ...], NoDecode] = ("EdDSA",)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    better_auth_session_token: SecretStr | None = None
+    read_only: bool = False
+    resource_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    retention_days: int = Field(default=30, ge=1)
+    leeway_seconds: int = Field(default=10, ge=0, le=30)
+    jwks_cache_seconds: float = Field(default=300, gt=0)
+    jwks_cooldown_seconds: float = Field(default=30, ge=0)
+    http_timeout_seconds: float = Field(default=5, gt=0)
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("better_auth_url", "jwks_url", "issuer", "resource_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        data_dir = Path(platformdirs.user_data_dir("task-mcp", appauthor=False))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{data_dir / 'tasks.db'}"
+
+    @property
+    def auth_base_url(self) -> str | None:
+        return self.better_auth_url.rstrip("/") if self.better_auth_url else None
+
+    @property
+    def effective_jwks_url(self) -> str | None:
+        if self.jwks_url:
+            return self.jwks_url
+        base = self.auth_base_url
+        return f"{base}/api/auth/jwks" if base else None
+
+    @property
+    def effective_issuer(self) -> str | None:
+        # Better Auth's JWT plugin signs iss = aud = the origin of its base URL.
+        return self.issuer or self.auth_base_url
+
+    @property
+    def effective_audience(self) -> str | None:
+        return self.audience or self.auth_base_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment plus CLI overrides, or raise one readable ConfigError."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise ConfigError(f"TASK_MCP_{field.upper()}: {first['msg']}") from None

@@ -1,0 +1,268 @@
+"""Tables and the public shapes of a task.
+
+Tables: `Task` (one row per task, numbered per owner), `TaskTag` (one row per tag, for the tag
+filter), `TaskCounter` (each owner's last task number) and `IdempotencyKey`.
+Shapes: the inputs of the tools (`TaskCreate`, `TaskUpdate`, `TaskQuery`) and the output `TaskOut`.
+Every limit lives here, so the input schemas the model sees carry them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import Field as PField
+from sqlalchemy import Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+MAX_ID = 2**31 - 1
+Status = Literal["open", "completed"]
+Priority = Literal["none", "low", "medium", "high", "urgent"]
+PRIORITIES: tuple[Priority, ...] = ("none", "low", "medium", "high", "urgent")
+ClearableField = Literal["description", "due", "parent_id"]
+Sort = Literal["created", "due", "priority", "updated"]
+
+
+# --- Tables -------------------------------------------------------------------------------------
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _utc_column(nullable: bool) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "number", name="uq_tasks_owner_number"),
+        # Every list_tasks filter and sort is served by an index led by the owner, so a list
+        # costs what the caller's own rows cost, whatever the size of the table.
+        Index("ix_tasks_owner_status_created", "owner_id", "status", "created_at", "number"),
+        Index("ix_tasks_owner_created", "owner_id", "created_at", "number"),
+        Index("ix_tasks_owner_status_updated", "owner_id", "status", "updated_at", "number"),
+        Index("ix_tasks_owner_status_priority", "owner_id", "status", "priority", "number"),
+        Index("ix_tasks_owner_due_at", "owner_id", "due_at", "number"),
+        Index("ix_tasks_owner_due_date", "owner_id", "due_date", "number"),
+        Index("ix_tasks_owner_parent", "owner_id", "parent_number"),
+        Index("ix_tasks_deleted_at", "deleted_at"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(max_length=255)
+    number: int
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=8000)
+    status: str = Field(default="open", max_length=16)
+    priority: int = 0  # index into PRIORITIES, so "highest first" is a plain descending sort
+    due_at: dt.datetime | None = _utc_column(nullable=True)  # an instant due, in UTC
+    due_date: dt.date | None = None  # an all-day due
+    tags: str = Field(default="", max_length=1000)  # normalised tags joined by "\n", for output
+    parent_number: int | None = None
+    version: int = 1
+    created_at: dt.datetime = _utc_column(nullable=False)
+    updated_at: dt.datetime = _utc_column(nullable=False)
+    completed_at: dt.datetime | None = _utc_column(nullable=True)
+    deleted_at: dt.datetime | None = _utc_column(nullable=True)
+    deleted_with: int | None = None  # number of the task whose delete_task removed this one
+
+
+class TaskTag(SQLModel, table=True):
+    __tablename__ = "task_tags"
+    __table_args__ = (Index("ix_task_tags_owner_tag", "owner_id", "tag", "task_pk"),)
+
+    task_pk: int = Field(foreign_key="tasks.pk", primary_key=True, ondelete="CASCADE")
+    tag: str = Field(primary_key=True, max_length=40)
+    owner_id: str = Field(max_length=255)
+
+
+class TaskCounter(SQLModel, table=True):
+    """Each owner's last task number; its row lock keeps numbers gap-free under concurrency."""
+
+    __tablename__ = "task_counters"
+
+    owner_id: str = Field(primary_key=True, max_length=255)
+    last_number: int = 0
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    owner_id: str = Field(primary_key=True, max_length=255)
+    key: str = Field(primary_key=True, max_length=100)
+    request_hash: str = Field(max_length=64)  # the tool's name and arguments, hashed
+    numbers: str = Field(max_length=1200)  # the created task numbers, comma-separated
+    created_at: dt.datetime = _utc_column(nullable=False)
+
+
+# --- Input shapes ---------------------------------------------------------------------------------
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("is not an IANA time zone name such as 'Europe/Paris' or 'UTC'") from None
+    return value
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_due(value: str) -> dt.date | dt.datetime:
+    """A date (all-day) or a datetime with an offset, which comes back in UTC."""
+    value = value.strip()
+    if _DATE_RE.match(value):
+        return dt.date.fromisoformat(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO 8601 date (2026-12-01) or datetime with an offset (2026-12-01T16:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError("has no UTC offset: add one, e.g. 2026-12-01T16:00:00Z or +02:00")
+    return parsed.astimezone(dt.UTC)
+
+
+def _check_due(value: str) -> str:
+    parse_due(value)
+    return value
+
+
+def _normalise_tags(tags: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        seen.setdefault(tag.lower(), None)
+    return list(seen)
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[Text, StringConstraints(max_length=8000)]
+Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Tags = Annotated[list[Tag], PField(max_length=20), AfterValidator(_normalise_tags)]
+TaskId = Annotated[int, PField(ge=1, le=MAX_ID, description="Task id in your list.")]
+Due = Annotated[str, StringConstraints(max_length=40), AfterValidator(_check_due)]
+IdempotencyKeyStr = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskCreate(_Input):
+    title: Title = PField(description="Short summary, 1-200 chars.")
+    description: Description | None = PField(default=None, description="Details, up to 8000 chars.")
+    priority: Priority = PField(default="none", description="Urgency.")
+    due: Due | None = PField(default=None, description="Date (2026-12-01, all day) or datetime with offset.")
+    tags: Tags = PField(default_factory=list, description="Up to 20 labels; lower-cased.")
+    parent_id: TaskId | None = PField(default=None, description="Id of the parent task, for a subtask.")
+
+
+class TaskUpdate(_Input):
+    title: Title | None = PField(default=None, description="New title.")
+    description: Description | None = PField(default=None, description="New description.")
+    priority: Priority | None = PField(default=None, description="New priority.")
+    due: Due | None = PField(default=None, description="New due date or datetime with offset.")
+    tags: Tags | None = PField(default=None, description="Replaces all tags.")
+    status: Status | None = PField(default=None, description="'open' reopens a completed task.")
+    parent_id: TaskId | None = PField(default=None, description="New parent task.")
+    clear: list[ClearableField] = PField(default_factory=list, max_length=3, description="Fields to empty.")
+    expected_version: int | None = PField(
+        default=None, ge=1, le=MAX_ID, description="Fail with conflict unless the task is at this version."
+    )
+
+    @field_validator("clear", mode="after")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class TaskQuery(_Input):
+    status: Literal["open", "completed", "all"] = PField(default="open", description="Which tasks.")
+    priority: list[Priority] | None = PField(default=None, max_length=5, description="Any of these.")
+    tags: Tags | None = PField(default=None, description="Tasks having all of these tags.")
+    text: Text | None = PField(
+        default=None, max_length=200, description="Case-insensitive search in title and description."
+    )
+    due_before: Due | None = PField(default=None, description="Inclusive; date or datetime.")
+    due_after: Due | None = PField(default=None, description="Inclusive; date or datetime.")
+    overdue: bool = PField(default=False, description="Only open tasks whose due has passed.")
+    parent_id: TaskId | None = PField(default=None, description="Only direct subtasks of this task.")
+    sort: Sort = PField(
+        default="created", description="created/updated: newest first; due: soonest, undated last; priority."
+    )
+    limit: int = PField(default=20, ge=1, le=100, description="Page size.")
+    cursor: str | None = PField(default=None, max_length=500, description="next_cursor of the previous page.")
+    include_description: bool = PField(default=False, description="Add each description.")
+    timezone: Timezone = PField(default="UTC", description="IANA zone for dates and overdue.")
+
+
+# --- Output shapes --------------------------------------------------------------------------------
+
+
+class TaskOut(BaseModel):
+    id: int
+    title: str
+    description: str | None = None
+    status: Status
+    priority: Priority
+    due: str | None
+    tags: list[str]
+    parent_id: int | None
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    version: int
+
+
+def format_instant(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def task_out(task: Task) -> TaskOut:
+    due = task.due_date.isoformat() if task.due_date is not None else format_instant(task.due_at)
+    return TaskOut(
+        id=task.number,
+        title=task.title,
+        description=task.description,
+        status=task.status,  # type: ignore[arg-type]
+        priority=PRIORITIES[task.priority],
+        due=due,
+        tags=task.tags.split("\n") if task.tags else [],
+        parent_id=task.parent_number,
+        created_at=format_instant(task.created_at) or "",
+        updated_at=format_instant(task.updated_at) or "",
+        completed_at=format_instant(task.completed_at),
+        version=task.version,
+    )
