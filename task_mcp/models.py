@@ -222,7 +222,7 @@ class TaskQuery(_Input):
     )
     limit: int = PField(default=20, ge=1, le=100, description="Page size.")
     cursor: str | None = PField(default=None, max_length=500, description="next_cursor of the previous page.")
-    include_description: bool = PField(default=False, description="Add each description.")
+    include_description: bool = PField(default=False, description="Full tasks: description, timestamps.")
     timezone: Timezone = PField(default="UTC", description="IANA zone for dates and overdue.")
 
 
