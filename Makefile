@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The real Better Auth server (Node) that tests/test_better_auth.py runs against.
+BETTER_AUTH := tests/better_auth
+BETTER_AUTH_STAMP := $(BETTER_AUTH)/node_modules/.installed
 
 .PHONY: demo test lint bench clean
 
@@ -12,14 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(BETTER_AUTH_STAMP): $(BETTER_AUTH)/package-lock.json
+	npm ci --prefix $(BETTER_AUTH) --no-audit --no-fund
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/task-mcp demo
 
-test: $(STAMP)
+test: $(STAMP) $(BETTER_AUTH_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check task_mcp tests
 
+# Ratios against baselines measured in the same run; prints a table, writes benchmarks/results/latest.json.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(BETTER_AUTH)/node_modules

@@ -1,4 +1,4 @@
-"""The `task-mcp` command: serve, migrate, demo."""
+"""The `task-mcp` command: serve, migrate, doctor, demo."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
 from task_mcp.config import Settings, load_settings
 from task_mcp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from task_mcp.server import TaskMcp
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help="overrides TASK_MCP_DATABASE_URL")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--database-url", help="overrides TASK_MCP_DATABASE_URL")
+    doctor = commands.add_parser(
+        "doctor", help="check the configuration, database, JWKS and launch token; print what to fix"
+    )
+    doctor.add_argument("--database-url", help="overrides TASK_MCP_DATABASE_URL")
     commands.add_parser("demo", help="run a short scripted session against a throwaway server")
     return parser
 
@@ -34,6 +42,9 @@ def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.log_level != "DEBUG":
+        # Alembic logs ~9 INFO lines ("setup plugin ...", "Context impl ...") on every start.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from task_mcp.demo import run_demo
 
             return run_demo()
+        if command == "doctor":
+            from task_mcp.doctor import run_doctor
+
+            # The report says what failed; the library warnings behind it would only repeat it.
+            logging.basicConfig(stream=sys.stderr, level=logging.ERROR)
+            return run_doctor(database_url=args.database_url)
         settings = load_settings(database_url=getattr(args, "database_url", None))
         _configure_logging(settings)
         from task_mcp.server import TaskMcp
@@ -53,9 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "migrate":
             print(f"database is at the newest schema: {app.database.engine.url.render_as_string()}")
             return 0
-        if args.transport == "http":
-            print("task-mcp: error: --transport http is not available yet", file=sys.stderr)
-            return 2
+        if getattr(args, "transport", "stdio") == "http":
+            return _serve_http(app, args.host, args.port)
         anyio.run(app.serve_stdio)
         return 0
     except ConfigError as exc:
@@ -63,6 +79,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _serve_http(app: TaskMcp, host: str, port: int) -> int:
+    """Streamable HTTP at http://host:port/mcp with uvicorn, logging to stderr; `app` is migrated."""
+    import uvicorn
+
+    from task_mcp.server import create_http_app
+
+    http_app = create_http_app(app.settings, app=app, host=host, port=port, migrate=False)
+    config = uvicorn.Config(
+        http_app,
+        host=host,
+        port=port,
+        log_config=None,  # keep our stderr logging (uvicorn's own config sends access logs to stdout)
+        log_level=app.settings.log_level.lower(),
+        ws="none",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        finally:
+            await app.aclose()
+
+    anyio.run(serve)
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":

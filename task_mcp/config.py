@@ -23,6 +23,13 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     """Any SQLAlchemy URL; default: a SQLite file in the user's data directory."""
+    db_pool_size: int = Field(default=5, ge=1)
+    """PostgreSQL: connections each server process keeps open."""
+    db_max_overflow: int = Field(default=10, ge=0)
+    """PostgreSQL: extra connections opened under load beyond db_pool_size."""
+    db_lock_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    """How long a statement waits for another transaction's lock (SQLite: busy timeout) before the
+    call is retried; after 5 attempts the call answers `unavailable`."""
     better_auth_url: str | None = None
     jwks_url: str | None = None
     issuer: str | None = None
@@ -39,10 +46,16 @@ class Settings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300, gt=0)
     jwks_cooldown_seconds: float = Field(default=30, ge=0)
     http_timeout_seconds: float = Field(default=5, gt=0)
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """HTTP: Host header values accepted at /mcp (`host`, `host:port`, `host:*`; `*` turns the DNS-rebinding
+    check off); empty means the SDK's localhost list."""
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """HTTP: Origin header values accepted at /mcp (`https://app.example.com`, `http://host:*`); empty means
+    the SDK's localhost list. A request without Origin is always accepted."""
 
-    @field_validator("algorithms", mode="before")
+    @field_validator("algorithms", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
-    def _split_algorithms(cls, value: object) -> object:
+    def _split_comma_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

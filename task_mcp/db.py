@@ -2,8 +2,9 @@
 
 `Database.run(fn, write=...)` is the only way the service touches storage: one transaction per
 call, committed when `fn` returns, rolled back when it raises, and retried a bounded number of
-times when the database reports a transient failure (a lock, a serialisation failure, a deadlock,
-a lost race on a unique row).
+times when the database reports a transient failure (a lock wait that timed out, a serialisation
+failure, a deadlock, a lost race on a unique row) or drops the connection before the commit.
+What is still failing after the retries is `UnavailableError`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
@@ -32,33 +34,73 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MAX_ATTEMPTS = 5
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialisation failure, deadlock, lock not available
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy")
+_UNIQUE_VIOLATIONS = {"23505", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
 _PG_MIGRATION_LOCK = 7_146_223_511  # advisory lock id: replicas starting together migrate one at a time
+DEFAULT_LOCK_TIMEOUT = 5.0
+
+BUSY = (
+    "The task database is busy right now (another request holds a lock); nothing was changed. "
+    "Wait a few seconds and call again."
+)
+UNREACHABLE = (
+    "The task database cannot be reached right now; nothing was changed. Wait a few seconds and call "
+    "again; if it keeps failing, tell the user the task database is down (the server log has details)."
+)
+IN_DOUBT = (
+    "The connection to the task database was lost while saving, so this change may or may not have "
+    "been saved. Call get_task or list_tasks to check before trying again (a create resent with the "
+    "same idempotency_key is never made twice)."
+)
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> Engine:
+    """`lock_timeout`: seconds a statement waits for another transaction's lock (SQLite: the busy
+    timeout) before failing with a transient error that `Database.run` retries."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": lock_timeout},
             # One shared connection for an in-memory database, or each thread gets an empty one.
             poolclass=StaticPool if memory else None,
         )
-        _configure_sqlite(engine, wal=not memory)
+        _configure_sqlite(engine, wal=not memory, busy_ms=round(lock_timeout * 1000))
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    if parsed.get_backend_name() != "postgresql":
+        return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    # Without a connect timeout, a database host that drops packets hangs every call for minutes.
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, connect_args=connect_args
+    )
+    _configure_postgres(engine, lock_ms=round(lock_timeout * 1000))
+    return engine
 
 
-def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+def _configure_postgres(engine: Engine, *, lock_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # PostgreSQL waits for a row lock forever by default: one stuck transaction would hang
+        # every call that touches the same user's counter. A bounded wait fails with 55P03, retried.
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"SET lock_timeout = {int(lock_ms)}")
+        cursor.close()
+        dbapi_conn.commit()
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, see below
         cursor = dbapi_conn.cursor()
+        # First, so that switching a new file to WAL waits for a concurrent opener instead of failing.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -71,9 +113,11 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 5, max_overflow: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, lock_timeout=lock_timeout)
         self._write_engine = self.engine.execution_options(task_mcp_write=True)
 
     @property
@@ -84,22 +128,33 @@ class Database:
         """Run `fn` in one transaction; retry transient failures, then answer `unavailable`."""
         bind = self._write_engine if write else self.engine
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            committing = False
             try:
                 with Session(bind, expire_on_commit=False) as session, session.begin():
-                    return fn(session)
+                    result = fn(session)
+                    committing = True  # leaving the block commits
+                return result
             except TaskMcpError:
                 raise
+            except PoolTimeoutError as exc:  # every pooled connection stayed busy for pool_timeout
+                logger.warning("database unavailable: %s", exc)
+                raise UnavailableError(BUSY) from exc
             except DBAPIError as exc:
-                if not _is_transient(exc) or attempt == MAX_ATTEMPTS:
-                    if _is_transient(exc) or _is_connection_error(exc):
-                        logger.warning("database unavailable after %d attempt(s): %s", attempt, exc.orig)
-                        raise UnavailableError(
-                            "The task database is busy or unreachable right now; nothing was changed. "
-                            "Wait a few seconds and call again."
-                        ) from exc
-                    raise
-                logger.debug("transient database error, attempt %d: %s", attempt, exc.orig)
-                time.sleep(min(0.02 * 2**attempt, 0.5))
+                lost = exc.connection_invalidated
+                if lost and committing and write:
+                    # The commit may have reached the database before the connection died.
+                    logger.warning("connection lost during commit, outcome unknown: %s", exc.orig)
+                    raise UnavailableError(IN_DOUBT) from exc
+                # A dropped connection rolled the transaction back: safe to retry on a fresh one.
+                retry = _is_transient(exc) or lost
+                if retry and attempt < MAX_ATTEMPTS:
+                    logger.debug("transient database error, attempt %d: %s", attempt, exc.orig)
+                    time.sleep(min(0.02 * 2**attempt, 0.5))
+                    continue
+                if retry or isinstance(exc, OperationalError):
+                    logger.warning("database unavailable after %d attempt(s): %s", attempt, exc.orig)
+                    raise UnavailableError(BUSY if _is_transient(exc) else UNREACHABLE) from exc
+                raise
         raise AssertionError("unreachable")
 
     def ping(self) -> None:
@@ -112,23 +167,22 @@ class Database:
 
 def _is_transient(exc: DBAPIError) -> bool:
     if isinstance(exc, IntegrityError):
-        # A concurrent transaction inserted the same counter or idempotency row first; the
-        # retry sees its row and takes the normal path.
-        return True
+        # A concurrent transaction inserted the same idempotency key first; the retry sees its
+        # row and replays it. Other integrity errors (NOT NULL, foreign keys) are bugs, not races.
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "sqlite_errorname", None)
+        return code in _UNIQUE_VIOLATIONS or "UNIQUE constraint failed" in str(exc.orig)
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate in _TRANSIENT_SQLSTATES:
         return True
     return isinstance(exc, OperationalError) and any(s in str(exc.orig).lower() for s in _TRANSIENT_SQLITE)
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    return isinstance(exc, OperationalError) or exc.connection_invalidated
-
-
 def alembic_config(database: Database) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["engine"] = database.engine
+    # The write engine: on SQLite, BEGIN IMMEDIATE makes processes migrating one file at the same
+    # moment take turns (a deferred BEGIN fails at once with "database is locked" on the first DDL).
+    config.attributes["engine"] = database._write_engine
     return config
 
 
@@ -137,6 +191,8 @@ def migrate(database: Database) -> None:
     config = alembic_config(database)
     if database.dialect == "postgresql":
         with database.engine.connect() as conn:
+            # Waiting for another replica's migration is not a lock wait to give up on.
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
             conn.commit()
             try:
@@ -144,6 +200,7 @@ def migrate(database: Database) -> None:
                 command.upgrade(config, "head")
                 conn.commit()
             finally:
+                conn.rollback()  # after a failed migration, or the unlock fails and hides its error
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_MIGRATION_LOCK})
                 conn.commit()
     else:

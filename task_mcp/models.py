@@ -164,13 +164,17 @@ def _normalise_tags(tags: list[str]) -> list[str]:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Constraints sit on `str` itself so the lengths count after trimming (pydantic checks them before
+# stripping when they follow a validator).
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
 Description = Annotated[Text, StringConstraints(max_length=8000)]
-Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_no_nul)]
 Tags = Annotated[list[Tag], PField(max_length=20), AfterValidator(_normalise_tags)]
 TaskId = Annotated[int, PField(ge=1, le=MAX_ID, description="Task id in your list.")]
 Due = Annotated[str, StringConstraints(max_length=40), AfterValidator(_check_due)]
-IdempotencyKeyStr = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+IdempotencyKeyStr = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)
+]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
 
 
@@ -222,6 +226,11 @@ class TaskQuery(_Input):
     )
     limit: int = PField(default=20, ge=1, le=100, description="Page size.")
     cursor: str | None = PField(default=None, max_length=500, description="next_cursor of the previous page.")
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _empty_cursor_is_first_page(cls, value: object) -> object:
+        return None if value == "" else value
     include_description: bool = PField(default=False, description="Full tasks: description, timestamps.")
     timezone: Timezone = PField(default="UTC", description="IANA zone for dates and overdue.")
 

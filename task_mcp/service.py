@@ -12,6 +12,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ from task_mcp.models import (
     parse_due,
     task_out,
 )
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 PURGE_EVERY_SECONDS = 3600
@@ -132,6 +135,11 @@ class TaskService:
         try:
             self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
             self.purge_deleted()
+        except Exception:
+            # Housekeeping never fails the caller's own write (it touches every user's rows, so it
+            # can meet a lock or a deadlock the caller's call would not); try again in a minute.
+            logger.warning("purging deleted tasks failed; will try again", exc_info=True)
+            self._next_purge = time.monotonic() + 60
         finally:
             self._purge_lock.release()
 
@@ -333,7 +341,8 @@ class TaskService:
             if parent is not None and parent.deleted_at is not None:
                 raise ConflictError(
                     f"Task {task_id} is a subtask of task {parent.number}, which is deleted too. "
-                    f"Call restore_task with task_id {parent.number} first; it restores its subtasks with it."
+                    f"Call restore_task with task_id {parent.number} first; that also restores the subtasks "
+                    "deleted together with it."
                 )
         group = session.exec(
             select(Task).where(
@@ -360,7 +369,9 @@ def _mine(user_id: str) -> tuple[ColumnElement[bool]]:
 
 def _set_due(task: Task, due: str | None) -> None:
     value = parse_due(due) if due is not None else None
-    task.due_at = value if isinstance(value, dt.datetime) else None
+    # Whole seconds, as the task is written: a due that reads 16:00:00Z must match a 16:00:00Z bound,
+    # and a change below a second would be stored without showing (or bumping the version).
+    task.due_at = value.replace(microsecond=0) if isinstance(value, dt.datetime) else None
     task.due_date = value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else None
 
 
@@ -371,6 +382,10 @@ def _request_hash(tool: str, items: list[TaskCreate]) -> str:
 
 def _start_of_day(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+
+
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
 
 
 def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
@@ -384,7 +399,7 @@ class _TaskList:
         self.session, self.user_id, self.query, self.now = session, user_id, query, now
         self.zone = ZoneInfo(query.timezone)
         self.filters = self._filters()
-        self.cursor = _decode_cursor(query.cursor, _query_fingerprint(query))
+        self.cursor = _decode_cursor(query.cursor, _query_fingerprint(query), query.sort)
 
     def page(self) -> TaskPage:
         total = self.session.exec(select(func.count()).select_from(Task).where(*self.filters)).scalar_one()
@@ -406,12 +421,7 @@ class _TaskList:
             tagged = select(TaskTag.task_pk).where(col(TaskTag.owner_id) == self.user_id, col(TaskTag.tag) == tag)
             where.append(col(Task.pk).in_(tagged))
         if q.text:
-            where.append(
-                or_(
-                    col(Task.title).icontains(q.text, autoescape=True),
-                    col(Task.description).icontains(q.text, autoescape=True),
-                )
-            )
+            where.append(or_(*(self._contains(col(c), q.text) for c in (Task.title, Task.description))))
         if q.due_after is not None or q.due_before is not None:
             where.append(self._due_range(q.due_after, q.due_before))
         if q.overdue:
@@ -426,6 +436,16 @@ class _TaskList:
                 raise _not_found(q.parent_id)
             where.append(col(Task.parent_number) == q.parent_id)
         return where
+
+    def _contains(self, column: Any, text: str) -> ColumnElement[bool]:
+        if self.session.get_bind().dialect.name != "sqlite":
+            return column.icontains(text, autoescape=True)  # type: ignore[no-any-return]
+        # SQLite's lower() and LIKE fold ASCII letters only ("ÉCOLE" would not match "école"):
+        # fold every letter in Python, as PostgreSQL's ILIKE does.
+        raw = self.session.connection().connection.driver_connection
+        raw.create_function("task_mcp_lower", 1, _lower, deterministic=True)  # type: ignore[union-attr]
+        folded = func.task_mcp_lower(column, type_=column.type)
+        return folded.contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]
 
     def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:
         # A dated task's day [start, next start) in the zone overlaps [A, B] exactly when
@@ -521,7 +541,7 @@ def _encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None, fingerprint: str) -> dict[str, Any] | None:
+def _decode_cursor(cursor: str | None, fingerprint: str, sort: str) -> dict[str, Any] | None:
     if cursor is None:
         return None
     bad = InvalidArgumentError(
@@ -532,11 +552,19 @@ def _decode_cursor(cursor: str | None, fingerprint: str) -> dict[str, Any] | Non
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint or not isinstance(data.get("n"), int):
+    if not isinstance(data, dict) or data.get("f") != fingerprint:
         raise bad
-    try:
-        if isinstance(data.get("k"), str):
-            dt.datetime.fromisoformat(data["k"])
-    except ValueError:
-        raise bad from None
+    # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
+    key, number = data.get("k"), data.get("n")
+    if type(number) is not int or not 0 < number < 2**31:
+        raise bad
+    if sort == "priority":
+        if type(key) is not int or not 0 <= key < len(PRIORITIES):
+            raise bad
+    elif not (key is None and sort == "due"):
+        try:
+            if dt.datetime.fromisoformat(key).tzinfo is None:
+                raise bad
+        except (TypeError, ValueError):
+            raise bad from None
     return data

@@ -203,7 +203,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "delete_task",
         "Delete a task",
-        "Delete a task and its subtasks. They can be brought back with restore_task for 30 days.",
+        "Delete a task and its subtasks. restore_task brings them back until purged (30 days by default).",
         TaskIdArgs, DeletedResult, write=True, destructive=True, idempotent=True, run=_delete,
     ),
     ToolSpec(

@@ -1,0 +1,162 @@
+"""`task-mcp demo`: one scripted session against a real `task-mcp serve`, with nothing to set up.
+
+It plays Better Auth's part itself: a throwaway Ed25519 key, published as a JWKS at
+`http://127.0.0.1:<port>/api/auth/jwks`, and a 15-minute JWT for a demo user signed like the JWT
+plugin signs it. Then it starts `task-mcp serve` as a stdio subprocess, configured the way an
+`mcp.json` entry would configure it (TASK_MCP_BETTER_AUTH_URL + TASK_MCP_TOKEN), and calls every
+tool through the MCP SDK's client, printing what an agent would see. The temp directory, the
+JWKS server and the subprocess are gone when it returns, whatever happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from mcp import Client, StdioServerParameters
+
+META_TOKEN_KEY = "task-mcp/authorization"  # where a per-request token goes in `_meta`
+
+
+@contextmanager
+def better_auth_stand_in() -> Iterator[tuple[str, Ed25519PrivateKey, str]]:
+    """Serve a fresh key's JWKS like Better Auth; yield (base URL, private key, kid)."""
+    key, kid = Ed25519PrivateKey.generate(), secrets.token_hex(8)
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    body = json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == "/api/auth/jwks"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) if found else 0))
+            self.end_headers()
+            if found:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", key, kid
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def mint(key: Ed25519PrivateKey, kid: str, base_url: str, *, lifetime: int = 900) -> str:
+    """A JWT as Better Auth's JWT plugin signs it: header alg + kid (no typ), iss = aud = base URL."""
+    now = int(time.time())
+    claims = {"sub": "demo-user", "name": "Demo User", "email": "demo@example.com",
+              "iat": now, "exp": now + lifetime, "iss": base_url, "aud": base_url}  # fmt: skip
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": None})
+
+
+class Transcript:
+    """Runs each call, prints `→ tool {args}` and the answer's text, and counts surprises."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.failures = 0
+
+    async def call(self, tool: str, args: dict[str, Any], *, expect: str | None = None,
+                   meta: dict[str, Any] | None = None, note: str = "") -> dict[str, Any]:  # fmt: skip
+        """Call `tool`; `expect` names the error code the call should fail with, if any."""
+        print(f"\n→ {tool} {json.dumps(args, separators=(',', ':'))}{note}")
+        result = await self.client.call_tool(tool, args, meta=meta)
+        text = "\n".join(c.text for c in result.content if c.type == "text")
+        ok = result.is_error and text.startswith(f"{expect}:") if expect else not result.is_error
+        self.failures += not ok
+        if result.is_error:
+            text = f"✗ {'expected error' if ok else 'ERROR'}: {text}"
+        elif expect:
+            text = f"✗ UNEXPECTED SUCCESS (wanted {expect}): {text}"
+        print("\n".join(f"    {line}" for line in text.splitlines()))
+        return result.structured_content or {}
+
+
+async def session(base_url: str, token: str, expired_token: str, tmp: Path) -> int:
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "task_mcp", "serve"],
+        # The SDK passes only HOME, LOGNAME, PATH, SHELL, TERM and USER on; the rest goes here.
+        env={
+            "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp / 'demo.db'}",
+            "TASK_MCP_BETTER_AUTH_URL": base_url,  # JWKS at <base>/api/auth/jwks, iss = aud = <base>
+            "TASK_MCP_TOKEN": token,  # the launch token: used when a request brings none
+            "TASK_MCP_LOG_LEVEL": "WARNING",
+        },
+    )
+    async with Client(server) as client:
+        print("\n→ tools/list")
+        listing = await client.list_tools()
+        size = len(listing.model_dump_json(by_alias=True, exclude_none=True).encode())
+        print(f"    {len(listing.tools)} tools, {size} bytes: {', '.join(t.name for t in listing.tools)}")
+
+        t = Transcript(client)
+        due = (dt.date.today() + dt.timedelta(days=14)).isoformat()
+        plan = await t.call("create_task", {"title": "Plan the team offsite", "priority": "high",
+                                            "due": due, "tags": ["work", "Planning"]})  # fmt: skip
+        parent = plan.get("task", {}).get("id", 1)
+        await t.call("create_task", {"title": "Book a venue", "parent_id": parent})
+        errands = [{"title": "Buy milk", "tags": ["home"]}, {"title": "Call the dentist", "priority": "medium"}]
+        batch = await t.call("create_tasks", {"tasks": errands})
+        milk, dentist = (task["id"] for task in batch.get("tasks", [{"id": 3}, {"id": 4}]))
+        await t.call("list_tasks", {})
+        await t.call("update_task", {"task_id": milk, "title": "Buy oat milk", "expected_version": 1})
+        await t.call("complete_task", {"task_id": dentist})
+        await t.call("delete_task", {"task_id": parent}, note="   (its subtask goes too)")
+        await t.call("list_tasks", {"status": "all"})
+        await t.call("restore_task", {"task_id": parent})
+        await t.call("list_tasks", {})
+
+        print("\nErrors come back as tool results whose text starts with a code:")
+        await t.call("get_task", {"task_id": 999}, expect="not_found")
+        await t.call("list_tasks", {}, expect="unauthenticated", meta={META_TOKEN_KEY: f"Bearer {expired_token}"},
+                     note=f'   with _meta["{META_TOKEN_KEY}"] = "Bearer <an expired JWT>"')  # fmt: skip
+        return t.failures
+
+
+def run_demo() -> int:
+    """Run the scripted session; 0 if every step behaved as expected, else 1."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")  # a non-UTF-8 terminal gets "?" for "→", not a crash
+    with tempfile.TemporaryDirectory(prefix="task-mcp-demo-") as tmp, better_auth_stand_in() as (base, key, kid):
+        token = mint(key, kid, base)
+        expired = mint(key, kid, base, lifetime=-3600)
+        print("task-mcp demo: a throwaway Better Auth stand-in, token and database")
+        print(f"  JWKS    {base}/api/auth/jwks  (one Ed25519 key, kid {kid})")
+        print("  token   a 15-minute EdDSA JWT for user demo-user, passed as TASK_MCP_TOKEN")
+        print(f"  server  {Path(sys.executable).name} -m task_mcp serve  (stdio), database in {tmp}")
+        try:
+            failures = anyio.run(session, base, token, expired, Path(tmp))
+        except Exception as exc:  # the server did not start or the connection broke
+            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # anyio wraps the cause in task-group layers
+            print(f"\ndemo failed: {type(exc).__name__}: {exc} (the server's own messages are above)", file=sys.stderr)
+            return 1
+    print(f"\n{'done: every step behaved as expected' if not failures else f'{failures} step(s) went wrong'}")
+    return 0 if not failures else 1

@@ -1,0 +1,287 @@
+"""`task-mcp doctor`: one screen that says what works and what to fix.
+
+Each line starts with `OK  ` or `FIX `; a FIX line says what to do. Checks: the configuration, the
+database (reachable, schema at the newest migration, checked without migrating), the JWKS (reachable,
+which keys) and, if one is configured, the launch token (verified like a tool call verifies it: whose
+it is, its scopes, when it expires). Never prints a token, a password or a session token.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import httpx2
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+
+from task_mcp.auth import JwtVerifier, LaunchCredential, Principal, SessionExchange
+from task_mcp.config import Settings, load_settings
+from task_mcp.db import Database, alembic_config
+from task_mcp.errors import ConfigError, UnauthenticatedError
+
+_SCOPES = ("tasks:read", "tasks:write")
+# What a JWK without `alg` can verify, by key type (and curve).
+_ALGS_BY_KEY = {
+    ("OKP", "Ed25519"): "EdDSA",
+    ("EC", "P-256"): "ES256",
+    ("EC", "P-521"): "ES512",
+    ("RSA", None): "RS256/PS256",
+}
+
+
+class _Report:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.ok = True
+
+    def good(self, text: str) -> None:
+        print(f"OK  {text}", file=self.out)
+
+    def fix(self, text: str) -> None:
+        self.ok = False
+        print(f"FIX {text}", file=self.out)
+
+
+def run_doctor(*, database_url: str | None = None, out: TextIO | None = None) -> int:
+    """Print the report; 0 when every check passed, else 1."""
+    report = _Report(out or sys.stdout)
+    try:
+        settings = load_settings(database_url=database_url)
+    except ConfigError as exc:
+        report.fix(f"configuration: {exc}. Correct that variable, then run task-mcp doctor again.")
+        return 1
+    _check_configuration(settings, report)
+    _check_database(settings, report)
+    _check_jwks(settings, report)
+    _check_token(settings, report)
+    return 0 if report.ok else 1
+
+
+def _check_configuration(settings: Settings, report: _Report) -> None:
+    if not settings.effective_jwks_url:
+        report.fix(
+            "configuration: no JWKS, so no token can be checked. Set TASK_MCP_BETTER_AUTH_URL to your Better "
+            "Auth base URL (or TASK_MCP_JWKS_URL, TASK_MCP_ISSUER and TASK_MCP_AUDIENCE)."
+        )
+        return
+    parts = [
+        f"issuer {settings.effective_issuer or '(not checked)'}",
+        f"audience {settings.effective_audience or '(not checked)'}",
+        f"algorithms {', '.join(settings.algorithms)}",
+    ]
+    if settings.read_only:
+        parts.append("read-only")
+    if settings.resource_url:
+        parts.append(f"resource {settings.resource_url}")
+    report.good("configuration: " + "; ".join(parts))
+
+
+# ---- database -----------------------------------------------------------------------------------
+
+
+def _check_database(settings: Settings, report: _Report) -> None:
+    url = make_url(settings.sqlalchemy_url)
+    shown = url.render_as_string(hide_password=True)
+    file = url.database if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
+    if file is not None and not Path(file).exists():  # connecting would create an empty file: say so instead
+        where = "its folder does not exist" if not Path(file).parent.is_dir() else "no such file"
+        report.fix(
+            f"database {shown}: {where}. Run `task-mcp migrate` to create it, or set TASK_MCP_DATABASE_URL "
+            "to the database the server uses."
+        )
+        return
+    database = Database(settings.sqlalchemy_url)
+    try:
+        try:
+            with database.engine.connect() as conn:
+                current = set(MigrationContext.configure(conn).get_current_heads())
+        except Exception as exc:
+            report.fix(
+                f"database {shown} is unreachable ({_db_reason(exc)}). Check TASK_MCP_DATABASE_URL and that the "
+                "database server is running."
+            )
+            return
+        script = ScriptDirectory.from_config(alembic_config(database))
+        heads = set(script.get_heads())
+        newest = ", ".join(sorted(heads))
+        if current == heads:
+            report.good(f"database {shown}: reachable, schema at the newest revision ({newest})")
+        elif not current:
+            report.fix(f"database {shown}: reachable but has no task_mcp schema. Run `task-mcp migrate`.")
+        elif any(_unknown_revision(script, rev) for rev in current):
+            report.fix(
+                f"database {shown}: schema at revision {', '.join(sorted(current))}, newer than this task-mcp "
+                f"knows ({newest}). Upgrade task-mcp."
+            )
+        else:
+            report.fix(
+                f"database {shown}: schema at revision {', '.join(sorted(current))}, the newest is {newest}. "
+                "Run `task-mcp migrate`."
+            )
+    finally:
+        database.dispose()
+
+
+def _unknown_revision(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is None
+    except Exception:
+        return True
+
+
+def _db_reason(exc: Exception) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()
+    first = text[0] if text else type(original).__name__
+    return first[:200]
+
+
+# ---- JWKS ---------------------------------------------------------------------------------------
+
+
+def _check_jwks(settings: Settings, report: _Report) -> None:
+    url = settings.effective_jwks_url
+    if not url:
+        return  # already reported by the configuration check
+    try:
+        with httpx2.Client(timeout=settings.http_timeout_seconds, follow_redirects=True) as client:
+            response = client.get(url, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        document = response.json()
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(keys, list):
+            raise ValueError("not a JWKS document")
+    except Exception as exc:
+        report.fix(
+            f"JWKS at {url} cannot be read ({_http_reason(exc)}). Check that Better Auth is running (with the jwt "
+            "plugin) and that TASK_MCP_BETTER_AUTH_URL / TASK_MCP_JWKS_URL point to it."
+        )
+        return
+    described = [(str(k.get("kid") or "(no kid)"), _alg_of(k)) for k in keys if isinstance(k, dict)]
+    if not described:
+        report.fix(f"JWKS at {url} publishes no keys. Let Better Auth sign a JWT once (GET /api/auth/token).")
+        return
+    listing = ", ".join(f"kid {kid} ({alg})" for kid, alg in described)
+    usable = [alg for _, alg in described if any(a in settings.algorithms for a in alg.split("/"))]
+    if not usable:
+        algs = sorted({alg.split("/")[0] for _, alg in described})
+        report.fix(
+            f"JWKS at {url} has {listing}, none for the accepted algorithms ({', '.join(settings.algorithms)}). "
+            f"Set TASK_MCP_ALGORITHMS={','.join(algs)}, or configure Better Auth's jwks.keyPairConfig."
+        )
+        return
+    report.good(f"JWKS at {url}: reachable, {len(described)} key(s): {listing}")
+
+
+def _alg_of(jwk: dict[str, Any]) -> str:
+    alg = jwk.get("alg")
+    if isinstance(alg, str) and alg:
+        return alg
+    kty = jwk.get("kty")
+    return _ALGS_BY_KEY.get((kty, jwk.get("crv") if kty != "RSA" else None), f"unknown {kty}")
+
+
+def _http_reason(exc: Exception) -> str:
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, httpx2.TransportError):
+        return "connection failed"
+    return "not a JWKS document"
+
+
+# ---- the launch token ---------------------------------------------------------------------------
+
+
+def _check_token(settings: Settings, report: _Report) -> None:
+    token_value = settings.token.get_secret_value().strip() if settings.token else ""
+    source = "TASK_MCP_TOKEN"
+    token: str | None = None
+    if token_value:
+        token = LaunchCredential(token_value, None).get()
+    elif settings.token_file is not None:
+        source = f"TASK_MCP_TOKEN_FILE {settings.token_file}"
+        if not Path(settings.token_file).expanduser().is_file():
+            report.fix(
+                f"token: {source} does not exist. Write a JWT from Better Auth (GET /api/auth/token) there; "
+                "the server re-reads it when it changes."
+            )
+            return
+        token = LaunchCredential(None, settings.token_file).get()
+        if token is None:
+            report.fix(f"token: {source} is empty or unreadable. Write a JWT from Better Auth there.")
+            return
+    try:
+        exchange = SessionExchange.from_settings(settings) if token is None else None
+    except ConfigError as exc:
+        report.fix(f"token: {exc}.")
+        return
+    if token is None and exchange is None:
+        report.good(
+            "token: no launch token configured (fine for HTTP; stdio clients then send one per request in "
+            "_meta, or set TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE)"
+        )
+        return
+    if exchange is not None:
+        source = "TASK_MCP_BETTER_AUTH_SESSION_TOKEN"
+    if not settings.effective_jwks_url:
+        return  # cannot be verified; the configuration check said why
+
+    async def verify() -> Principal:
+        verifier = JwtVerifier.from_settings(settings)
+        try:
+            jwt = token if exchange is None else await exchange.token()
+            assert jwt is not None
+            return await verifier.verify(jwt)
+        finally:
+            await verifier.aclose()
+            if exchange is not None:
+                await exchange.aclose()
+
+    try:
+        principal = anyio.run(verify)
+    except UnauthenticatedError as exc:
+        report.fix(f"token ({source}): {exc.message}")
+        return
+    report.good(f"token ({source}): {_describe_principal(principal)}")
+    if principal.scopes is not None and not any(s in principal.scopes for s in _SCOPES):
+        report.fix(
+            "token: its scope claim grants neither tasks:read nor tasks:write, so every tool answers forbidden. "
+            "Ask Better Auth for a token with scope 'tasks:read tasks:write'."
+        )
+
+
+def _describe_principal(principal: Principal) -> str:
+    email = principal.claims.get("email")
+    who = f"user {principal.user_id}" + (f" <{email}>" if isinstance(email, str) and email else "")
+    if principal.scopes is None:
+        scopes = "all (a plain Better Auth JWT without a scope claim)"
+    else:
+        scopes = " ".join(sorted(principal.scopes)) or "(none)"
+        if "tasks:write" not in principal.scopes and "tasks:read" in principal.scopes:
+            scopes += " (read-only: write tools answer forbidden)"
+    if principal.expires_at is None:
+        expiry = "no expiry"
+    else:
+        left = principal.expires_at - time.time()
+        when = datetime.fromtimestamp(principal.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        expiry = f"expires {when} (in {_duration(left)})" if left > 0 else f"expired {when} (within the leeway)"
+    return f"verified, {who}, scopes: {scopes}, {expiry}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172_800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"

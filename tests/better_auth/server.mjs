@@ -1,0 +1,61 @@
+// A real Better Auth server on loopback for task_mcp's end-to-end tests.
+//
+//   node tests/better_auth/server.mjs      ->  prints `READY http://127.0.0.1:<port>` on stdout
+//
+// Email + password sign-up, the jwt() plugin (GET /api/auth/token, /api/auth/jwks) and the
+// bearer() plugin (session token in `Authorization: Bearer`), on the in-memory adapter: pure JS,
+// nothing persists, every instance has its own users, signing keys and secret.
+//
+// Environment:
+//   BA_JWT_EXPIRATION   JWT lifetime, e.g. "5s" (default "15m"; a string, see FACTS.md)
+//   BA_SECRET           the Better Auth secret (default: random per instance)
+//
+// The port is picked first (listen on 0) so that baseURL, and with it the JWTs' iss/aud, is the
+// exact origin the tests talk to. Only the READY line goes to stdout; Better Auth logs go to
+// stderr. The process exits on SIGTERM/SIGINT or when its stdin closes (the test run died).
+
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+
+import { betterAuth } from "better-auth";
+import { memoryAdapter } from "better-auth/adapters/memory";
+import { getAuthTables } from "better-auth/db";
+import { toNodeHandler } from "better-auth/node";
+import { bearer, jwt } from "better-auth/plugins";
+
+let handler = (_req, res) => {
+  res.writeHead(503).end("starting");
+};
+const server = createServer((req, res) => handler(req, res));
+await new Promise((resolve, reject) => {
+  server.once("error", reject);
+  server.listen(0, "127.0.0.1", resolve);
+});
+const baseURL = `http://127.0.0.1:${server.address().port}`;
+
+const db = {};
+const options = {
+  baseURL,
+  secret: process.env.BA_SECRET || randomBytes(32).toString("hex"),
+  database: memoryAdapter(db),
+  emailAndPassword: { enabled: true },
+  plugins: [jwt({ jwt: { expirationTime: process.env.BA_JWT_EXPIRATION || "15m" } }), bearer()],
+  rateLimit: { enabled: false }, // tests sign up many users from one address
+  telemetry: { enabled: false },
+  logger: { level: "warn", log: (level, message, ...args) => console.error(`[better-auth ${level}]`, message, ...args) },
+};
+const auth = betterAuth(options);
+
+// The memory adapter throws "Model X not found" for a table it has never seen: create them all.
+for (const table of Object.values(getAuthTables(auth.options))) db[table.modelName] ??= [];
+
+handler = toNodeHandler(auth);
+process.stdout.write(`READY ${baseURL}\n`);
+
+const stop = () => {
+  server.close(() => process.exit(0));
+  server.closeAllConnections(); // keep-alive clients would hold close() open
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+process.stdin.on("end", stop).on("error", stop).resume();

@@ -1,0 +1,199 @@
+"""A real Better Auth server (Node, tests/better_auth/server.mjs) for end-to-end tests.
+
+`BetterAuth.start()` runs `node tests/better_auth/server.mjs` on an ephemeral loopback port and
+waits for its `READY <url>` line (`spawn()` + `wait_ready()` start several at once); `sign_up()`
+makes a user and returns its session, `jwt()` exchanges a session token at `/api/auth/token`,
+`sign_out()` revokes the session. Each instance has its own users, signing keys and secret
+(in-memory adapter).
+
+Session fixtures, started together on first use (load them with
+`pytest_plugins = ["tests.better_auth_fixture"]`): `better_auth` (JWTs live 15 minutes),
+`other_better_auth` (an unrelated second server) and `short_lived_better_auth` (JWTs live
+SHORT_JWT_SECONDS, leeway not included). Without `node` or `tests/better_auth/node_modules`
+they skip: `make test` installs the fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx2
+import pytest
+
+HERE = Path(__file__).parent / "better_auth"
+SERVER = HERE / "server.mjs"
+READY_TIMEOUT = 20.0
+SHORT_JWT_SECONDS = 3
+INSTALL_HINT = "run `make test`, which installs the Better Auth fixture with npm ci"
+
+
+@dataclass(frozen=True)
+class BetterAuthUser:
+    id: str
+    email: str
+    session_token: str  # the bearer plugin's `set-auth-token` (signed session token)
+
+
+class BetterAuth:
+    """One `node server.mjs` process; `url` is its base URL (= the JWTs' iss and aud)."""
+
+    def __init__(self, *, jwt_expiration: str | None = None) -> None:
+        self.jwt_expiration = jwt_expiration
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._pumps: list[threading.Thread] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str | None] = []
+        self._spawned_at = 0.0
+        self._http = httpx2.Client(timeout=10)
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why the fixture cannot run here, or None."""
+        if shutil.which("node") is None:
+            return f"node is not installed; install Node 20+ and {INSTALL_HINT}"
+        if not (HERE / "node_modules" / "better-auth").is_dir():
+            return f"tests/better_auth/node_modules is missing: {INSTALL_HINT}"
+        return None
+
+    def start(self) -> BetterAuth:
+        return self.spawn().wait_ready()
+
+    def spawn(self) -> BetterAuth:
+        """Start the process; `wait_ready()` waits for it."""
+        env = {**os.environ, "BA_SECRET": secrets.token_hex(32)}
+        env.pop("NODE_ENV", None)  # production mode would turn rate limiting and secure cookies on
+        if self.jwt_expiration:
+            env["BA_JWT_EXPIRATION"] = self.jwt_expiration
+        self._process = subprocess.Popen(
+            ["node", str(SERVER)],
+            cwd=HERE,
+            env=env,
+            stdin=subprocess.PIPE,  # the server exits when this closes, even if pytest is killed
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines, self._stderr = queue.Queue(), []
+
+        def pump(stream: IO[str], sink: Callable[[str | None], object]) -> None:
+            for line in stream:
+                sink(line)
+            sink(None)
+
+        self._pumps = [
+            threading.Thread(target=pump, args=(self._process.stdout, self._lines.put), daemon=True),
+            threading.Thread(target=pump, args=(self._process.stderr, self._stderr.append), daemon=True),
+        ]
+        for thread in self._pumps:
+            thread.start()
+        self._spawned_at = time.monotonic()
+        return self
+
+    def wait_ready(self) -> BetterAuth:
+        try:
+            line = self._lines.get(timeout=max(0.0, self._spawned_at + READY_TIMEOUT - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if not line or not line.startswith("READY "):
+            self.stop()
+            log = "".join(s for s in self._stderr if s).strip()[-2000:]
+            raise RuntimeError(f"Better Auth was not READY within {READY_TIMEOUT:.0f} s (got {line!r}):\n{log}")
+        self.url = line.split()[1]
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        self._http.close()
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for thread in self._pumps:
+            thread.join(timeout=5)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+    # ---- the Better Auth API, as a client app uses it --------------------------------------------
+
+    def post(self, path: str, json: dict, session_token: str | None = None) -> httpx2.Response:
+        # Better Auth rejects a POST with cookies but no (or a foreign) Origin: send ours, as a browser does.
+        headers = {"Origin": self.url}
+        if session_token is not None:
+            headers["Authorization"] = f"Bearer {session_token}"
+        return self._http.post(f"{self.url}/api/auth{path}", json=json, headers=headers)
+
+    def sign_up(self, name: str) -> BetterAuthUser:
+        email = f"{name.lower()}-{secrets.token_hex(4)}@example.com"
+        response = self.post("/sign-up/email", {"email": email, "password": secrets.token_hex(12), "name": name})
+        response.raise_for_status()
+        self._http.cookies.clear()  # each user signs in on their own; no shared cookie jar
+        return BetterAuthUser(
+            id=response.json()["user"]["id"], email=email, session_token=response.headers["set-auth-token"]
+        )
+
+    def jwt(self, session_token: str) -> str:
+        """A JWT for the session, from GET /api/auth/token."""
+        response = self._http.get(f"{self.url}/api/auth/token", headers={"Authorization": f"Bearer {session_token}"})
+        response.raise_for_status()
+        return response.json()["token"]
+
+    def sign_out(self, session_token: str) -> None:
+        self.post("/sign-out", {}, session_token=session_token).raise_for_status()
+        self._http.cookies.clear()
+
+
+@pytest.fixture(scope="session")
+def _better_auth_servers() -> Iterator[dict[str, BetterAuth]]:
+    reason = BetterAuth.unavailable()
+    if reason:
+        pytest.skip(reason)
+    servers = {
+        "main": BetterAuth(),
+        "other": BetterAuth(),
+        "short": BetterAuth(jwt_expiration=f"{SHORT_JWT_SECONDS}s"),
+    }
+    try:
+        for server in servers.values():
+            server.spawn()  # all at once: Node takes a moment to load Better Auth
+        for server in servers.values():
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def better_auth(_better_auth_servers: dict[str, BetterAuth]) -> BetterAuth:
+    """A real Better Auth (JWTs live 15 minutes) shared by the whole run."""
+    return _better_auth_servers["main"]
+
+
+@pytest.fixture(scope="session")
+def other_better_auth(_better_auth_servers: dict[str, BetterAuth]) -> BetterAuth:
+    """A second, unrelated Better Auth (its own keys and users): its JWTs must not be accepted."""
+    return _better_auth_servers["other"]
+
+
+@pytest.fixture(scope="session")
+def short_lived_better_auth(_better_auth_servers: dict[str, BetterAuth]) -> BetterAuth:
+    """A Better Auth whose JWTs expire SHORT_JWT_SECONDS after they are issued."""
+    return _better_auth_servers["short"]

@@ -1,0 +1,494 @@
+"""Streamable HTTP: a real uvicorn server on loopback, the SDK's HTTP client, raw httpx2 requests.
+
+Each test starts its own server (an ephemeral port on 127.0.0.1, served from a thread) on the test
+database, trusting the conftest JWKS. Only the `Authorization: Bearer` header identifies the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
+
+from task_mcp.config import Settings
+from task_mcp.errors import UnauthenticatedError
+from task_mcp.server import BearerTokenVerifier, PrincipalAccessToken, TaskMcp, create_http_app
+from tests.authkit import JwksServer, SigningKey, bad_tokens
+
+META_KEY = "task-mcp/authorization"
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+METADATA_PATH = "/.well-known/oauth-protected-resource/mcp"
+
+
+# --- a real server --------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve_asgi(build: Callable[[int], Any], *, on_exit: Callable[[], Any] | None = None) -> Iterator[str]:
+    """Run `build(port)` with uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(build(port), log_config=None, log_level="warning", ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if on_exit is not None:
+                await on_exit()
+
+    thread = threading.Thread(target=anyio.run, args=(main,), name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+        assert not thread.is_alive(), "the HTTP server did not stop"
+
+
+@dataclass
+class Served:
+    url: str  # http://127.0.0.1:<port>
+    settings: Settings
+
+    @property
+    def mcp(self) -> str:
+        return self.url + "/mcp"
+
+
+@pytest.fixture
+def settings_for(jwks: JwksServer, database_url: str) -> Callable[..., Settings]:
+    """Settings on the test database trusting the test JWKS, like conftest's make_app (env included)."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"database_url": database_url, "better_auth_url": jwks.base_url, **overrides}
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def start(settings_for: Callable[..., Settings]) -> Iterator[Callable[..., Served]]:
+    """start(read_only=True, ...) -> a running server; the app owns its TaskMcp (migrates, closes)."""
+    with ExitStack() as stack:
+
+        def start(*, migrate: bool = True, **overrides: Any) -> Served:
+            settings = settings_for(**overrides)
+            url = stack.enter_context(
+                serve_asgi(lambda port: create_http_app(settings, host="127.0.0.1", port=port, migrate=migrate))
+            )
+            return Served(url, settings)
+
+        yield start
+
+
+@pytest.fixture
+def server(start: Callable[..., Served]) -> Served:
+    return start()
+
+
+# --- clients --------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def connect(url: str, token: str | None, *, mode: str = "auto") -> AsyncIterator[Client]:
+    """The SDK's Streamable HTTP client with `Authorization: Bearer <token>` on every request."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30)) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode=mode, read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+            yield client
+
+
+def call_body(name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if meta is not None:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+
+
+async def raw_post(
+    url: str, body: dict[str, Any], *, token: str | None = None, headers: dict[str, str] | None = None
+) -> httpx2.Response:
+    sent = dict(MCP_HEADERS)
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    sent.update(headers or {})
+    async with httpx2.AsyncClient(timeout=30) as http:
+        return await http.post(url, json=body, headers=sent)
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def error_text(result: CallToolResult, code: str) -> str:
+    assert result.is_error, result.structured_content
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith(f"{code}: "), text
+    return text
+
+
+async def titles(url: str, token: str) -> list[str]:
+    async with connect(url, token) as client:
+        page = ok(await client.call_tool("list_tasks", {"status": "all", "limit": 100}))
+    return sorted(t["title"] for t in page["tasks"])
+
+
+# --- the happy path -------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_bearer_token_drives_the_tools_in_both_protocol_modes(
+    server: Served, mint: Callable[..., str], mode: str
+) -> None:
+    async with connect(server.mcp, mint("alice"), mode=mode) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {"list_tasks", "create_task", "delete_task"} <= tools
+        created = ok(await client.call_tool("create_task", {"title": "Water the plants"}))
+        assert created["created"] is True and created["task"]["id"] == 1
+        page = ok(await client.call_tool("list_tasks", {}))
+        assert [t["title"] for t in page["tasks"]] == ["Water the plants"] and page["total"] == 1
+
+
+# --- 401, 403 and the metadata --------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_bad_or_missing_bearer_tokens_get_401_with_resource_metadata_and_change_nothing(
+    server: Served, signing_key: SigningKey, jwks: JwksServer, mint: Callable[..., str]
+) -> None:
+    bad = bad_tokens(signing_key, jwks.base_url, sub="user-alice")
+    attempts: dict[str, dict[str, str]] = {name: {"Authorization": f"Bearer {token}"} for name, token in bad.items()}
+    attempts["missing"] = {}
+    attempts["bearer_without_token"] = {"Authorization": "Bearer"}
+    attempts["basic_scheme"] = {"Authorization": "Basic dXNlcjpwYXNz"}
+    attempts["jwt_without_scheme"] = {"Authorization": mint("user-alice")}
+    body = call_body("create_task", {"title": "should not exist"})
+    expected_metadata = f'resource_metadata="{server.url}{METADATA_PATH}"'
+    for name, headers in attempts.items():
+        response = await raw_post(server.mcp, body, headers=headers)
+        assert response.status_code == 401, name
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith("Bearer ") and 'error="invalid_token"' in challenge, name
+        assert expected_metadata in challenge, (name, challenge)
+        assert response.json()["error"] == "invalid_token"
+    async with httpx2.AsyncClient(timeout=30) as http:  # the GET stream is guarded the same way
+        assert (await http.get(server.mcp, headers={"Accept": "text/event-stream"})).status_code == 401
+    assert await titles(server.mcp, mint("user-alice")) == []
+
+
+@pytest.mark.anyio
+async def test_protected_resource_metadata_names_the_better_auth_server(server: Served, jwks: JwksServer) -> None:
+    async with httpx2.AsyncClient(timeout=30) as http:
+        response = await http.get(server.url + METADATA_PATH)
+    assert response.status_code == 200
+    assert response.json() == {
+        "resource": server.mcp,
+        "authorization_servers": [jwks.base_url],
+        "scopes_supported": ["tasks:read", "tasks:write"],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "task-mcp",
+    }
+
+
+@pytest.mark.anyio
+async def test_configured_resource_url_and_issuer_shape_metadata_and_challenge(
+    start: Callable[..., Served], jwks: JwksServer
+) -> None:
+    issuer = jwks.base_url + "/api/auth"  # an OAuth-provider deployment
+    served = start(resource_url="https://tasks.example.com/mcp", issuer=issuer)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        metadata = (await http.get(served.url + METADATA_PATH)).json()
+        challenge = (await http.post(served.mcp, json={}, headers=MCP_HEADERS)).headers["www-authenticate"]
+    assert metadata["resource"] == "https://tasks.example.com/mcp"
+    assert metadata["authorization_servers"] == [issuer]
+    assert f'resource_metadata="https://tasks.example.com{METADATA_PATH}"' in challenge
+
+
+@pytest.mark.anyio
+async def test_a_read_scope_token_can_list_but_a_write_is_forbidden(server: Served, mint: Callable[..., str]) -> None:
+    async with connect(server.mcp, mint("alice", scope="tasks:read")) as client:
+        assert ok(await client.call_tool("list_tasks", {}))["total"] == 0
+        text = error_text(await client.call_tool("create_task", {"title": "nope"}), "forbidden")
+        assert "tasks:write" in text
+    assert await titles(server.mcp, mint("alice")) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scope", ["", "tasks:write", "profile email"])
+async def test_a_token_without_the_read_scope_gets_403_insufficient_scope(
+    server: Served, mint: Callable[..., str], scope: str
+) -> None:
+    response = await raw_post(server.mcp, call_body("list_tasks", {}), token=mint("alice", scope=scope))
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    assert response.json()["error"] == "insufficient_scope"
+
+
+# --- only the bearer header counts ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_meta_tokens_and_the_launch_token_are_ignored_over_http(
+    start: Callable[..., Served], mint: Callable[..., str]
+) -> None:
+    served = start(token=mint("carol"))  # a launch token: used on stdio, never over HTTP
+    alice, bob = mint("alice"), mint("bob")
+    body = call_body("create_task", {"title": "from meta"}, meta={META_KEY: f"Bearer {alice}"})
+    response = await raw_post(served.mcp, body)  # no Authorization header at all
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+    async with connect(served.mcp, bob) as client:
+        # The bearer decides whose list it is; a _meta token, valid or not, is not even looked at.
+        ok(await client.call_tool("create_task", {"title": "bob's"}, meta={META_KEY: f"Bearer {alice}"}))
+        ok(await client.call_tool("create_task", {"title": "bob's too"}, meta={META_KEY: "garbage"}))
+        ok(await client.call_tool("create_task", {"title": "bob's three"}, meta={META_KEY: 42}))
+    assert await titles(served.mcp, bob) == ["bob's", "bob's three", "bob's too"]
+    assert await titles(served.mcp, alice) == []
+    assert await titles(served.mcp, mint("carol")) == []
+
+
+@pytest.mark.anyio
+async def test_principal_over_http_without_a_verified_bearer_is_unauthenticated(
+    make_app: Callable[..., TaskMcp], mint: Callable[..., str]
+) -> None:
+    # Defence in depth: even if a request reached the tools without the SDK's bearer check, neither
+    # the _meta token nor the launch token would stand in for it.
+    app = make_app(token=mint("carol"))
+    with pytest.raises(UnauthenticatedError, match="Authorization: Bearer"):
+        await app.principal({META_KEY: mint("alice")}, over_http=True)
+    assert (await app.principal({META_KEY: mint("alice")})).user_id == "alice"  # stdio: _meta counts
+    assert (await app.principal(None)).user_id == "carol"  # stdio: then the launch token
+
+
+@pytest.mark.anyio
+async def test_the_token_verifier_adapter_carries_the_principal_and_default_scopes(
+    make_app: Callable[..., TaskMcp], mint: Callable[..., str], signing_key: SigningKey, jwks: JwksServer
+) -> None:
+    verifier = BearerTokenVerifier(make_app().verifier)
+    plain = await verifier.verify_token(mint("alice"))
+    assert isinstance(plain, PrincipalAccessToken)
+    assert plain.principal.user_id == plain.subject == "alice"
+    assert plain.scopes == ["tasks:read", "tasks:write"]  # no scope claim: a plain Better Auth JWT
+    assert plain.expires_at == plain.principal.expires_at is not None
+    oauth = await verifier.verify_token(mint("bob", scope="tasks:read openid", client_id="cursor"))
+    assert oauth is not None and oauth.scopes == ["openid", "tasks:read"] and oauth.client_id == "cursor"
+    for token in bad_tokens(signing_key, jwks.base_url).values():
+        assert await verifier.verify_token(token) is None
+    await verifier.verifier.aclose()
+
+
+# --- isolation under concurrency ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_two_users_concurrently_never_see_each_others_tasks(server: Served, mint: Callable[..., str]) -> None:
+    users = {"alice": mint("alice"), "bob": mint("bob")}
+    seen: dict[str, list[list[str]]] = {name: [] for name in users}
+    ids: dict[str, list[int]] = {name: [] for name in users}
+
+    async def work(name: str, client: Client, i: int) -> None:
+        created = ok(await client.call_tool("create_task", {"title": f"{name} task {i}"}))
+        ids[name].append(created["task"]["id"])
+        page = ok(await client.call_tool("list_tasks", {"limit": 100}))
+        seen[name].append([t["title"] for t in page["tasks"]])
+
+    async with connect(server.mcp, users["alice"]) as alice, connect(server.mcp, users["bob"]) as bob:
+        async with anyio.create_task_group() as tg:
+            for i in range(20):  # interleaved: alice, bob, alice, bob, ...
+                tg.start_soon(work, "alice", alice, i)
+                tg.start_soon(work, "bob", bob, i)
+        final = {
+            "alice": ok(await alice.call_tool("list_tasks", {"limit": 100})),
+            "bob": ok(await bob.call_tool("list_tasks", {"limit": 100})),
+        }
+    for name in users:
+        assert sorted(ids[name]) == list(range(1, 21)), name  # each user's own numbering, gap-free
+        assert len(seen[name]) == 20
+        assert all(title.startswith(f"{name} ") for page in seen[name] for title in page), name
+        assert final[name]["total"] == 20
+        assert sorted(t["title"] for t in final[name]["tasks"]) == sorted(f"{name} task {i}" for i in range(20))
+
+
+# --- health, hosts, origins -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_healthz_answers_without_auth_when_the_database_is_up(server: Served) -> None:
+    async with httpx2.AsyncClient(timeout=30) as http:
+        response = await http.get(server.url + "/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["postgres_closed_port", "sqlite_missing_dir"])
+async def test_healthz_is_503_when_the_database_is_unreachable(
+    start: Callable[..., Served], tmp_path: Path, kind: str
+) -> None:
+    url = {
+        "postgres_closed_port": "postgresql+psycopg://postgres@127.0.0.1:1/tasks",
+        "sqlite_missing_dir": f"sqlite:///{tmp_path / 'missing' / 'tasks.db'}",
+    }[kind]
+    served = start(database_url=url, migrate=False)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        response = await http.get(served.url + "/healthz")
+    assert response.status_code == 503 and response.json() == {"status": "unavailable"}
+
+
+@pytest.mark.anyio
+async def test_a_foreign_host_header_gets_421_unless_allowed(
+    start: Callable[..., Served], mint: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = mint("alice")
+    body = call_body("list_tasks", {})
+    default = start()
+    assert (await raw_post(default.mcp, body, token=token)).status_code == 200  # Host: 127.0.0.1:<port>
+    foreign = await raw_post(default.mcp, body, token=token, headers={"Host": "tasks.example.com"})
+    assert foreign.status_code == 421
+
+    monkeypatch.setenv("TASK_MCP_ALLOWED_HOSTS", "tasks.example.com, tasks.example.com:*")
+    allowed = start()
+    assert allowed.settings.allowed_hosts == ("tasks.example.com", "tasks.example.com:*")
+    response = await raw_post(allowed.mcp, body, token=token, headers={"Host": "tasks.example.com"})
+    assert response.status_code == 200
+    response = await raw_post(allowed.mcp, body, token=token, headers={"Host": "evil.example.com"})
+    assert response.status_code == 421
+
+    monkeypatch.setenv("TASK_MCP_ALLOWED_HOSTS", "*")  # behind a proxy that checks Host itself
+    anything = start()
+    response = await raw_post(anything.mcp, body, token=token, headers={"Host": "evil.example.com"})
+    assert response.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_a_foreign_origin_gets_403_unless_allowed(
+    start: Callable[..., Served], mint: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, body = mint("alice"), call_body("list_tasks", {})
+    origin = {"Origin": "https://app.example.com"}
+    assert (await raw_post(start().mcp, body, token=token, headers=origin)).status_code == 403
+    monkeypatch.setenv("TASK_MCP_ALLOWED_ORIGINS", "https://app.example.com")
+    assert (await raw_post(start().mcp, body, token=token, headers=origin)).status_code == 200
+
+
+# --- mounted in FastAPI ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_mounted_in_a_fastapi_app_next_to_an_ordinary_route(
+    settings_for: Callable[..., Settings], mint: Callable[..., str]
+) -> None:
+    from fastapi import FastAPI
+
+    def build(port: int) -> FastAPI:
+        tasks = create_http_app(settings_for(), port=port)
+
+        @asynccontextmanager
+        async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+            async with tasks.router.lifespan_context(tasks):
+                yield
+
+        api = FastAPI(lifespan=lifespan)
+
+        @api.get("/hello")
+        def hello() -> dict[str, str]:
+            return {"hello": "world"}
+
+        api.mount("/", tasks)
+        return api
+
+    with serve_asgi(build) as url:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            assert (await http.get(url + "/hello")).json() == {"hello": "world"}
+            assert (await http.get(url + "/healthz")).json() == {"status": "ok"}
+            assert (await http.get(url + METADATA_PATH)).json()["resource"] == url + "/mcp"
+            assert (await http.post(url + "/mcp", json={}, headers=MCP_HEADERS)).status_code == 401
+        async with connect(url + "/mcp", mint("alice")) as client:
+            ok(await client.call_tool("create_task", {"title": "via FastAPI"}))
+            assert [t["title"] for t in ok(await client.call_tool("list_tasks", {}))["tasks"]] == ["via FastAPI"]
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.anyio
+async def test_task_mcp_serve_http_runs_uvicorn_and_logs_to_stderr(
+    jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
+) -> None:
+    port, token = _free_port(), mint("alice")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
+        "TASK_MCP_LOG_LEVEL": "INFO",
+    }
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx2.AsyncClient(timeout=5) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                assert proc.poll() is None, proc.communicate()[1]
+                await anyio.sleep(0.05)
+        async with connect(url + "/mcp", token) as client:
+            ok(await client.call_tool("create_task", {"title": "served by the CLI"}))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=15)
+    assert stdout == ""  # logs, access lines included, go to stderr
+    assert "Streamable HTTP" in stderr and "POST /mcp" in stderr
+    assert token not in stderr
+    assert proc.returncode in (0, 130)
+
+
+def test_settings_split_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TASK_MCP_ALLOWED_HOSTS", raising=False)
+    monkeypatch.delenv("TASK_MCP_ALLOWED_ORIGINS", raising=False)
+    settings = Settings(_env_file=None, allowed_hosts=" a.example.com ,b:* ,", allowed_origins="https://x")
+    assert settings.allowed_hosts == ("a.example.com", "b:*")
+    assert settings.allowed_origins == ("https://x",)
+    assert json.loads(Settings(_env_file=None).model_dump_json())["allowed_hosts"] == []
