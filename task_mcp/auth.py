@@ -12,9 +12,7 @@ Key cache rules (`cache_seconds`, `cooldown_seconds`):
   failed fetch; the first fetch ever is never delayed;
 - concurrent verifications that need a fetch share one (single flight).
 
-Where a token comes from on stdio: `token_from_meta` (a request's `_meta`), `LaunchCredential`
-(TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE) and `SessionExchange` (a Better Auth session token traded
-for fresh JWTs at `/api/auth/token`).
+Where a token comes from on stdio is `credentials.py`.
 
 This module knows nothing about MCP; `server.py` adapts it to the SDK's `TokenVerifier`.
 """
@@ -22,11 +20,9 @@ This module knows nothing about MCP; `server.py` adapts it to the SDK's `TokenVe
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +31,7 @@ import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from task_mcp.errors import ConfigError, UnauthenticatedError
+from task_mcp.errors import UnauthenticatedError
 
 if TYPE_CHECKING:
     from task_mcp.config import Settings
@@ -110,7 +106,7 @@ _DECODE_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 )
 
 
-def _reject(reason: str, **details: object) -> UnauthenticatedError:
+def reject(reason: str, **details: object) -> UnauthenticatedError:
     log.debug("token rejected: %s", reason)
     return UnauthenticatedError(_MESSAGES[reason].format(**details))
 
@@ -142,7 +138,7 @@ def _parse_scopes(value: object) -> frozenset[str] | None:
         return frozenset(value.split())
     if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
         return frozenset(item for item in value if item.strip())
-    raise _reject("bad_scope")
+    raise reject("bad_scope")
 
 
 class JwtVerifier:
@@ -207,18 +203,18 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         if not self.jwks_url:
-            raise _reject("no_jwks")
+            raise reject("no_jwks")
         header = self._header(token)
         alg, kid = header["alg"], header["kid"]
         key = await self._key_for(kid)
         key_class, curve = _KEY_TYPES[alg]
         fits = isinstance(key.key, key_class) and (curve is None or key.key.curve.name == curve)
         if not fits or (key.declared_alg is not None and key.declared_alg != alg):
-            raise _reject("key_mismatch")
+            raise reject("key_mismatch")
         claims = self._decode(token, key.key, alg)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.strip():
-            raise _reject("bad_sub")
+            raise reject("bad_sub")
         exp = claims.get("exp")
         return Principal(
             user_id=sub,
@@ -229,15 +225,15 @@ class JwtVerifier:
 
     def _header(self, token: str) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
-            raise _reject("malformed")
+            raise reject("malformed")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _reject("malformed") from None
+            raise reject("malformed") from None
         if header.get("alg") not in self.algorithms:  # `none`, HS256 and anything not configured
-            raise _reject("algorithm", algs=", ".join(self.algorithms))
+            raise reject("algorithm", algs=", ".join(self.algorithms))
         if not isinstance(header.get("kid"), str) or not header["kid"]:
-            raise _reject("no_kid")
+            raise reject("no_kid")
         return header
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
@@ -259,7 +255,7 @@ class JwtVerifier:
         except jwt.PyJWTError as exc:
             reason = next(reason for kind, reason in _DECODE_ERRORS if isinstance(exc, kind))
             claim = getattr(exc, "claim", "")
-            raise _reject(reason, issuer=self.issuer, audience=self.audience, claim=claim) from None
+            raise reject(reason, issuer=self.issuer, audience=self.audience, claim=claim) from None
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -284,10 +280,10 @@ class JwtVerifier:
                 if self._wants_fetch(kid, time.monotonic()):
                     await self._fetch()
         if self._keys is None:
-            raise _reject("unreachable", url=self.jwks_url, error=self._last_error)
+            raise reject("unreachable", url=self.jwks_url, error=self._last_error)
         key = self._keys.get(kid)
         if key is None:
-            raise _reject("unknown_kid", url=self.jwks_url)
+            raise reject("unknown_kid", url=self.jwks_url)
         return key
 
     async def _fetch(self) -> None:
@@ -343,177 +339,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx2.TransportError):
         return "connection failed"
     return "not a usable JWKS document"
-
-
-# ---- where the token comes from ---------------------------------------------------------------
-
-
-def _strip_bearer(value: str) -> str:
-    value = value.strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return value
-
-
-def token_from_meta(value: object) -> str:
-    """The token in `_meta["task-mcp/authorization"]`; present but unusable is an error."""
-    if not isinstance(value, str):
-        raise _reject("meta_type")
-    token = _strip_bearer(value)
-    if not token or token.lower() == "bearer":
-        raise _reject("meta_empty")
-    return token
-
-
-class LaunchCredential:
-    """The stdio launch token: TASK_MCP_TOKEN, else the contents of TASK_MCP_TOKEN_FILE."""
-
-    def __init__(self, token: str | None, token_file: Path | None) -> None:
-        self._token = _strip_bearer(token) if token else ""
-        self._file = Path(os.path.expanduser(token_file)) if token_file is not None else None
-        self._stamp: tuple[int, int, int] | None = None
-        self._cached: str | None = None
-
-    def get(self) -> str | None:
-        """The current token, or None; the file is re-read only when it changes."""
-        if self._token:
-            return self._token
-        if self._file is None:
-            return None
-        try:
-            st = self._file.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if stamp != self._stamp:
-                text = self._file.read_text(encoding="utf-8")
-                self._cached, self._stamp = (_strip_bearer(text) or None), stamp
-        except (OSError, UnicodeDecodeError) as exc:
-            log.debug("token file %s unreadable: %s", self._file, type(exc).__name__)
-            self._cached, self._stamp = None, None
-        return self._cached
-
-
-# ---- a Better Auth session exchanged for JWTs (stdio launch credential) -----------------------
-
-_SESSION_INVALID = (
-    "The Better Auth session is no longer valid (signed out, expired or revoked): {url} did not give "
-    "a JWT for it ({detail}). Sign in to Better Auth again and put the new session token in "
-    "TASK_MCP_BETTER_AUTH_SESSION_TOKEN, then restart this server."
-)
-_SESSION_UNREACHABLE = (
-    "Better Auth could not be reached at {url} ({detail}) to exchange the session token for a JWT. "
-    "Check that Better Auth is running and that TASK_MCP_BETTER_AUTH_URL points to it, then try again."
-)
-MAX_TOKEN_RESPONSE_BYTES = 64_000
-
-
-class SessionExchange:
-    """Turns a Better Auth session token into short-lived JWTs: `GET /api/auth/token` (bearer plugin).
-
-    The JWT is cached and exchanged again shortly before it expires (a quarter of its lifetime
-    early, at most 30 s), timed by the token's own `exp - iat` on this machine's monotonic clock,
-    so clock skew does not matter. Its payload is read unverified for that timing only: the
-    caller verifies the JWT like any other. Concurrent callers share one exchange, and its
-    failure; a failure is not cached (the next call tries again).
-    The session token is never logged or put in a message.
-    """
-
-    def __init__(self, base_url: str, session_token: str, *, timeout_seconds: float = 5) -> None:
-        self.url = base_url.rstrip("/") + "/api/auth/token"
-        self._session_token = _strip_bearer(session_token)
-        self._timeout = timeout_seconds
-        self._jwt: str | None = None
-        self._refresh_at = 0.0  # monotonic
-        self._failure: UnauthenticatedError | None = None
-        self._attempts = 0  # exchanges attempted; also the single-flight generation
-        self._lock = anyio.Lock()
-        self._client: httpx2.AsyncClient | None = None
-
-    def __repr__(self) -> str:
-        return f"SessionExchange(url={self.url!r})"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SessionExchange | None:
-        """None unless TASK_MCP_BETTER_AUTH_SESSION_TOKEN is set (an empty value counts as unset)."""
-        secret = settings.better_auth_session_token
-        if secret is None or not secret.get_secret_value().strip():
-            return None
-        if not settings.auth_base_url:
-            raise ConfigError(
-                "TASK_MCP_BETTER_AUTH_SESSION_TOKEN needs TASK_MCP_BETTER_AUTH_URL, the Better Auth server "
-                "that issued the session"
-            )
-        return cls(settings.auth_base_url, secret.get_secret_value(), timeout_seconds=settings.http_timeout_seconds)
-
-    @property
-    def exchange_count(self) -> int:
-        """Exchanges attempted so far."""
-        return self._attempts
-
-    async def token(self) -> str:
-        """A JWT for the session: the cached one while it is fresh, else a new one."""
-        if self._jwt is not None and time.monotonic() < self._refresh_at:
-            return self._jwt
-        generation = self._attempts
-        async with self._lock:
-            if self._jwt is not None and time.monotonic() < self._refresh_at:
-                return self._jwt
-            if self._attempts != generation and self._failure is not None:
-                raise self._failure  # an exchange failed while we waited: share its verdict
-            self._attempts += 1
-            try:
-                token = await self._exchange()
-            except UnauthenticatedError as exc:
-                self._jwt, self._failure = None, exc
-                raise
-            self._jwt, self._failure = token, None
-            self._refresh_at = time.monotonic() + _refresh_in(token)
-            return token
-
-    async def _exchange(self) -> str:
-        if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self._timeout)
-        try:
-            with anyio.fail_after(self._timeout):
-                response = await self._client.get(
-                    self.url,
-                    headers={"Authorization": f"Bearer {self._session_token}", "Accept": "application/json"},
-                )
-        except (TimeoutError, httpx2.HTTPError) as exc:
-            log.warning("Better Auth session exchange at %s failed: %s", self.url, type(exc).__name__)
-            detail = "timed out" if isinstance(exc, TimeoutError | httpx2.TimeoutException) else "connection failed"
-            raise UnauthenticatedError(_SESSION_UNREACHABLE.format(url=self.url, detail=detail)) from None
-        finally:
-            self._client.cookies.clear()  # the session travels in the header only, never in a jar
-        if response.status_code >= 500:
-            detail = f"HTTP {response.status_code}"
-            raise UnauthenticatedError(_SESSION_UNREACHABLE.format(url=self.url, detail=detail))
-        if response.status_code != 200:
-            log.warning("Better Auth refused the session token: HTTP %s", response.status_code)
-            raise UnauthenticatedError(_SESSION_INVALID.format(url=self.url, detail=f"HTTP {response.status_code}"))
-        try:
-            body = response.json() if len(response.content) <= MAX_TOKEN_RESPONSE_BYTES else None
-        except ValueError:
-            body = None
-        token = body.get("token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            log.warning("Better Auth answered the session exchange without a token")
-            raise UnauthenticatedError(_SESSION_INVALID.format(url=self.url, detail="the answer held no token"))
-        log.debug("exchanged the Better Auth session for a new JWT")
-        return token
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-
-def _refresh_in(token: str) -> float:
-    """Seconds until a fresh JWT should be fetched: its lifetime less a margin; 0 if unreadable."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-        exp = float(claims["exp"])
-        # Better Auth's iat is whole seconds (rounded down), so a token may have a second less to live.
-        lifetime = exp - float(claims["iat"]) - 1 if "iat" in claims else exp - time.time()
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-        return 0.0
-    return max(0.0, lifetime - min(30.0, lifetime / 4))

@@ -20,8 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from task_mcp.auth import JwtVerifier, LaunchCredential, Principal, SessionExchange
+from task_mcp.auth import JwtVerifier, Principal
 from task_mcp.config import Settings, load_settings
+from task_mcp.credentials import LaunchCredential, SessionExchange
 from task_mcp.db import Database, alembic_config
 from task_mcp.errors import ConfigError, UnauthenticatedError
 

@@ -35,8 +35,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from task_mcp.auth import JwtVerifier, LaunchCredential, Principal, SessionExchange, token_from_meta
+from task_mcp.auth import JwtVerifier, Principal
 from task_mcp.config import Settings
+from task_mcp.credentials import LaunchCredential, SessionExchange, token_from_meta
 from task_mcp.db import Database, migrate
 from task_mcp.errors import ConfigError, ForbiddenError, TaskMcpError, UnauthenticatedError
 from task_mcp.service import TaskService

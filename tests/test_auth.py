@@ -11,8 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from task_mcp.auth import JwtVerifier, LaunchCredential, Principal, token_from_meta
+from task_mcp.auth import JwtVerifier, Principal
 from task_mcp.config import Settings
+from task_mcp.credentials import LaunchCredential, token_from_meta
 from task_mcp.errors import UnauthenticatedError
 from tests.authkit import JwksServer, SigningKey, bad_tokens, claims_for
 

@@ -25,8 +25,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from task_mcp.auth import JwtVerifier, SessionExchange
+from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings
+from task_mcp.credentials import SessionExchange
 from task_mcp.db import Database
 from task_mcp.errors import ConfigError, UnauthenticatedError
 from task_mcp.server import TaskMcp, create_http_app

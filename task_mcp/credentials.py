@@ -1,0 +1,203 @@
+"""Where a token comes from on stdio: the request's `_meta`, the launch environment, or a session.
+
+- `token_from_meta`: `_meta["task-mcp/authorization"]` of one request ("Bearer <jwt>" or the jwt);
+- `LaunchCredential`: TASK_MCP_TOKEN, else TASK_MCP_TOKEN_FILE (re-read when the file changes);
+- `SessionExchange`: a Better Auth session token (TASK_MCP_BETTER_AUTH_SESSION_TOKEN) traded for
+  fresh JWTs at `/api/auth/token`.
+
+Each yields a JWT that `auth.JwtVerifier` then verifies like any other. Over HTTP none of these
+count: only the request's bearer header does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx2
+import jwt
+
+from task_mcp.auth import reject
+from task_mcp.errors import ConfigError, UnauthenticatedError
+
+if TYPE_CHECKING:
+    from task_mcp.config import Settings
+
+log = logging.getLogger(__name__)
+
+# ---- where the token comes from ---------------------------------------------------------------
+
+
+def _strip_bearer(value: str) -> str:
+    value = value.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return value
+
+
+def token_from_meta(value: object) -> str:
+    """The token in `_meta["task-mcp/authorization"]`; present but unusable is an error."""
+    if not isinstance(value, str):
+        raise reject("meta_type")
+    token = _strip_bearer(value)
+    if not token or token.lower() == "bearer":
+        raise reject("meta_empty")
+    return token
+
+
+class LaunchCredential:
+    """The stdio launch token: TASK_MCP_TOKEN, else the contents of TASK_MCP_TOKEN_FILE."""
+
+    def __init__(self, token: str | None, token_file: Path | None) -> None:
+        self._token = _strip_bearer(token) if token else ""
+        self._file = Path(os.path.expanduser(token_file)) if token_file is not None else None
+        self._stamp: tuple[int, int, int] | None = None
+        self._cached: str | None = None
+
+    def get(self) -> str | None:
+        """The current token, or None; the file is re-read only when it changes."""
+        if self._token:
+            return self._token
+        if self._file is None:
+            return None
+        try:
+            st = self._file.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp != self._stamp:
+                text = self._file.read_text(encoding="utf-8")
+                self._cached, self._stamp = (_strip_bearer(text) or None), stamp
+        except (OSError, UnicodeDecodeError) as exc:
+            log.debug("token file %s unreadable: %s", self._file, type(exc).__name__)
+            self._cached, self._stamp = None, None
+        return self._cached
+
+
+# ---- a Better Auth session exchanged for JWTs (stdio launch credential) -----------------------
+
+_SESSION_INVALID = (
+    "The Better Auth session is no longer valid (signed out, expired or revoked): {url} did not give "
+    "a JWT for it ({detail}). Sign in to Better Auth again and put the new session token in "
+    "TASK_MCP_BETTER_AUTH_SESSION_TOKEN, then restart this server."
+)
+_SESSION_UNREACHABLE = (
+    "Better Auth could not be reached at {url} ({detail}) to exchange the session token for a JWT. "
+    "Check that Better Auth is running and that TASK_MCP_BETTER_AUTH_URL points to it, then try again."
+)
+MAX_TOKEN_RESPONSE_BYTES = 64_000
+
+
+class SessionExchange:
+    """Turns a Better Auth session token into short-lived JWTs: `GET /api/auth/token` (bearer plugin).
+
+    The JWT is cached and exchanged again shortly before it expires (a quarter of its lifetime
+    early, at most 30 s), timed by the token's own `exp - iat` on this machine's monotonic clock,
+    so clock skew does not matter. Its payload is read unverified for that timing only: the
+    caller verifies the JWT like any other. Concurrent callers share one exchange, and its
+    failure; a failure is not cached (the next call tries again).
+    The session token is never logged or put in a message.
+    """
+
+    def __init__(self, base_url: str, session_token: str, *, timeout_seconds: float = 5) -> None:
+        self.url = base_url.rstrip("/") + "/api/auth/token"
+        self._session_token = _strip_bearer(session_token)
+        self._timeout = timeout_seconds
+        self._jwt: str | None = None
+        self._refresh_at = 0.0  # monotonic
+        self._failure: UnauthenticatedError | None = None
+        self._attempts = 0  # exchanges attempted; also the single-flight generation
+        self._lock = anyio.Lock()
+        self._client: httpx2.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"SessionExchange(url={self.url!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionExchange | None:
+        """None unless TASK_MCP_BETTER_AUTH_SESSION_TOKEN is set (an empty value counts as unset)."""
+        secret = settings.better_auth_session_token
+        if secret is None or not secret.get_secret_value().strip():
+            return None
+        if not settings.auth_base_url:
+            raise ConfigError(
+                "TASK_MCP_BETTER_AUTH_SESSION_TOKEN needs TASK_MCP_BETTER_AUTH_URL, the Better Auth server "
+                "that issued the session"
+            )
+        return cls(settings.auth_base_url, secret.get_secret_value(), timeout_seconds=settings.http_timeout_seconds)
+
+    @property
+    def exchange_count(self) -> int:
+        """Exchanges attempted so far."""
+        return self._attempts
+
+    async def token(self) -> str:
+        """A JWT for the session: the cached one while it is fresh, else a new one."""
+        if self._jwt is not None and time.monotonic() < self._refresh_at:
+            return self._jwt
+        generation = self._attempts
+        async with self._lock:
+            if self._jwt is not None and time.monotonic() < self._refresh_at:
+                return self._jwt
+            if self._attempts != generation and self._failure is not None:
+                raise self._failure  # an exchange failed while we waited: share its verdict
+            self._attempts += 1
+            try:
+                token = await self._exchange()
+            except UnauthenticatedError as exc:
+                self._jwt, self._failure = None, exc
+                raise
+            self._jwt, self._failure = token, None
+            self._refresh_at = time.monotonic() + _refresh_in(token)
+            return token
+
+    async def _exchange(self) -> str:
+        if self._client is None:
+            self._client = httpx2.AsyncClient(timeout=self._timeout)
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._client.get(
+                    self.url,
+                    headers={"Authorization": f"Bearer {self._session_token}", "Accept": "application/json"},
+                )
+        except (TimeoutError, httpx2.HTTPError) as exc:
+            log.warning("Better Auth session exchange at %s failed: %s", self.url, type(exc).__name__)
+            detail = "timed out" if isinstance(exc, TimeoutError | httpx2.TimeoutException) else "connection failed"
+            raise UnauthenticatedError(_SESSION_UNREACHABLE.format(url=self.url, detail=detail)) from None
+        finally:
+            self._client.cookies.clear()  # the session travels in the header only, never in a jar
+        if response.status_code >= 500:
+            detail = f"HTTP {response.status_code}"
+            raise UnauthenticatedError(_SESSION_UNREACHABLE.format(url=self.url, detail=detail))
+        if response.status_code != 200:
+            log.warning("Better Auth refused the session token: HTTP %s", response.status_code)
+            raise UnauthenticatedError(_SESSION_INVALID.format(url=self.url, detail=f"HTTP {response.status_code}"))
+        try:
+            body = response.json() if len(response.content) <= MAX_TOKEN_RESPONSE_BYTES else None
+        except ValueError:
+            body = None
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            log.warning("Better Auth answered the session exchange without a token")
+            raise UnauthenticatedError(_SESSION_INVALID.format(url=self.url, detail="the answer held no token"))
+        log.debug("exchanged the Better Auth session for a new JWT")
+        return token
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+
+def _refresh_in(token: str) -> float:
+    """Seconds until a fresh JWT should be fetched: its lifetime less a margin; 0 if unreadable."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        exp = float(claims["exp"])
+        # Better Auth's iat is whole seconds (rounded down), so a token may have a second less to live.
+        lifetime = exp - float(claims["iat"]) - 1 if "iat" in claims else exp - time.time()
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, lifetime - min(30.0, lifetime / 4))
