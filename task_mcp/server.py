@@ -174,6 +174,8 @@ class TaskMcp:
             ),
             on_list_tools=list_tools,
             on_call_tool=call_tool,
+            # Without this the SDK runs list_tools on every HTTP tools/call to find one schema.
+            get_tool_input_schema={tool.name: tool.input_schema for tool in self.tools}.get,
         )
 
     async def serve_stdio(self) -> None:

@@ -60,7 +60,11 @@ class CreatedManyResult(BaseModel):
 
 
 class ListResult(BaseModel):
-    tasks: list[TaskOut]
+    # Items are described in words, not field by field: clients check structuredContent against
+    # the outputSchema, and for a page of 20 a per-field schema cost more than the whole call.
+    tasks: list[dict[str, Any]] = PField(
+        description="Tasks as get_task returns them; compact ones leave out description, timestamps and nulls."
+    )
     next_cursor: str | None
     total: int
 

@@ -29,9 +29,19 @@ from sqlmodel import Session
 
 from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings, load_settings
-from task_mcp.db import BUSY, IN_DOUBT, MAX_ATTEMPTS, UNREACHABLE, Database, alembic_config, migrate
+from task_mcp.db import (
+    BUSY,
+    IN_DOUBT,
+    MAX_ATTEMPTS,
+    UNREACHABLE,
+    Database,
+    alembic_config,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from task_mcp.errors import UnavailableError
-from task_mcp.models import TaskCreate, TaskUpdate
+from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
 from tests.authkit import JwksServer
@@ -542,5 +552,26 @@ def test_a_connection_lost_during_commit_says_the_outcome_is_unknown(postgres_ur
         assert str(raised.value) == f"unavailable: {IN_DOUBT}"
         assert attempts == 1  # a commit that may have happened is never retried
         assert "may or may not have been saved" in IN_DOUBT and "idempotency_key" in IN_DOUBT
+    finally:
+        database.dispose()
+
+
+def test_the_head_revision_read_from_file_names_is_alembics_head() -> None:
+    script = ScriptDirectory.from_config(alembic_config(Database("sqlite://")))
+    assert head_revision() == script.get_current_head()
+
+
+def test_a_database_at_an_older_revision_is_upgraded_and_keeps_its_tasks(empty_database_url: str) -> None:
+    from alembic import command
+
+    database = Database(empty_database_url)
+    try:
+        command.upgrade(alembic_config(database), "0001")
+        service = TaskService(database)
+        service.create_task("alice", TaskCreate(title="Made before the upgrade"))
+        assert current_revision(database) == "0001"
+        migrate(database)
+        assert current_revision(database) == head_revision()
+        assert [t.title for t in service.list_tasks("alice", TaskQuery()).tasks] == ["Made before the upgrade"]
     finally:
         database.dispose()

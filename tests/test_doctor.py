@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from task_mcp.cli import main
-from task_mcp.db import Database
+from task_mcp.db import Database, head_revision
 from tests.authkit import JwksServer, SigningKey, claims_for
 
 Doctor = Callable[..., tuple[int, str]]
@@ -58,7 +58,7 @@ def test_a_good_configuration_and_token_pass_and_name_the_user(doctor: Doctor, m
     assert code == 0, out
     assert "user user-alice <user-alice@example.com>" in out
     assert "scopes: all" in out and "expires 20" in out and "(in 14 min)" in out
-    assert "schema at the newest revision (0001)" in out
+    assert f"schema at the newest revision ({head_revision()})" in out
     assert "JWKS at" in out and "(EdDSA)" in out
     assert token not in out and token.split(".")[2] not in out
 
@@ -146,10 +146,10 @@ def test_a_schema_newer_than_the_code_is_a_fix(doctor: Doctor, database_url: str
         with database.engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
         code, out = doctor()
-        assert code == 1 and "newer than this task-mcp knows (0001). Upgrade task-mcp." in fix_lines(out)[0]
+        assert code == 1 and f"newer than this task-mcp knows ({head_revision()}). Upgrade task-mcp." in fix_lines(out)[0]
     finally:
         with database.engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
         database.dispose()
 
 
