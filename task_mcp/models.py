@@ -267,7 +267,8 @@ def format_instant(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
-def task_out(task: Task) -> TaskOut:
+def task_out(task: Task | Any) -> TaskOut:
+    """The public shape of a task row (a `Task`, or an object with its attributes)."""
     due = task.due_date.isoformat() if task.due_date is not None else format_instant(task.due_at)
     return TaskOut(
         id=task.number,

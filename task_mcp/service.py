@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -43,6 +44,9 @@ from task_mcp.models import (
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+_INSERT_TASKS = insert(Task.__table__).returning(Task.__table__.c.pk, sort_by_parameter_order=True)
+_INSERT_TAGS = insert(TaskTag.__table__)
+_INSERT_KEY = insert(IdempotencyKey.__table__)
 PURGE_EVERY_SECONDS = 3600
 
 
@@ -159,16 +163,24 @@ class TaskService:
                     self._live_task(session, user_id, item.parent_id)
             first = self._reserve_numbers(session, user_id, len(items))
             now = self._clock()
-            tasks = [self._new_task(session, user_id, first + i, item, now) for i, item in enumerate(items)]
+            rows = [self._new_task(user_id, first + i, item, now) for i, item in enumerate(items)]
+            # Plain Core statements on the connection: the ORM's bookkeeping cost more than the SQL.
+            conn = session.connection()
+            pks = conn.execute(_INSERT_TASKS, rows).scalars().all()
+            tags = [
+                {"task_pk": pk, "tag": tag, "owner_id": user_id}
+                for pk, item in zip(pks, items, strict=True)
+                for tag in item.tags
+            ]
+            if tags:
+                conn.execute(_INSERT_TAGS, tags)
             if key is not None:
-                numbers = ",".join(str(t.number) for t in tasks)
-                session.add(
-                    IdempotencyKey(
-                        owner_id=user_id, key=key, request_hash=request_hash, numbers=numbers, created_at=now
-                    )
+                numbers = ",".join(str(row["number"]) for row in rows)
+                conn.execute(
+                    _INSERT_KEY,
+                    {"owner_id": user_id, "key": key, "request_hash": request_hash, "numbers": numbers, "created_at": now},
                 )
-            session.flush()
-            return [task_out(t) for t in tasks], True
+            return [task_out(SimpleNamespace(**row)) for row in rows], True
 
         return self._db.run(create, write=True)
 
@@ -197,36 +209,39 @@ class TaskService:
 
     def _reserve_numbers(self, session: Session, user_id: str, count: int) -> int:
         """Take `count` consecutive task numbers; the counter row's lock serialises creators."""
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(
-            insert(TaskCounter).values(owner_id=user_id, last_number=0).on_conflict_do_nothing()
+        upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
+            TaskCounter
         )
         last = session.execute(
-            update(TaskCounter)
-            .where(col(TaskCounter.owner_id) == user_id)
-            .values(last_number=col(TaskCounter.last_number) + count)
+            upsert.values(owner_id=user_id, last_number=count)
+            .on_conflict_do_update(
+                index_elements=[col(TaskCounter.owner_id)],
+                set_={"last_number": col(TaskCounter.last_number) + count},
+            )
             .returning(col(TaskCounter.last_number))
         ).scalar_one()
         return last - count + 1
 
-    def _new_task(self, session: Session, user_id: str, number: int, item: TaskCreate, now: dt.datetime) -> Task:
-        task = Task(
-            owner_id=user_id,
-            number=number,
-            title=item.title,
-            description=item.description,
-            priority=PRIORITIES.index(item.priority),
-            tags="\n".join(item.tags),
-            parent_number=item.parent_id,
-            created_at=now,
-            updated_at=now,
-        )
-        _set_due(task, item.due)
-        session.add(task)
-        session.flush()
-        for tag in item.tags:
-            session.add(TaskTag(task_pk=task.pk, tag=tag, owner_id=user_id))
-        return task
+    def _new_task(self, user_id: str, number: int, item: TaskCreate, now: dt.datetime) -> dict[str, Any]:
+        due_at, due_date = _due_columns(item.due)
+        return {
+            "owner_id": user_id,
+            "number": number,
+            "title": item.title,
+            "description": item.description,
+            "status": "open",
+            "priority": PRIORITIES.index(item.priority),
+            "due_at": due_at,
+            "due_date": due_date,
+            "tags": "\n".join(item.tags),
+            "parent_number": item.parent_id,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "completed_at": None,
+            "deleted_at": None,
+            "deleted_with": None,
+        }
 
     def _live_task(self, session: Session, user_id: str, task_id: int, *, lock: bool = False) -> Task:
         stmt = select(Task).where(*_mine(user_id), col(Task.number) == task_id)
@@ -367,12 +382,18 @@ def _mine(user_id: str) -> tuple[ColumnElement[bool]]:
     return (col(Task.owner_id) == user_id,)
 
 
-def _set_due(task: Task, due: str | None) -> None:
+def _due_columns(due: str | None) -> tuple[dt.datetime | None, dt.date | None]:
+    """(due_at, due_date) for a `due` argument: an instant in UTC, or an all-day date."""
     value = parse_due(due) if due is not None else None
-    # Whole seconds, as the task is written: a due that reads 16:00:00Z must match a 16:00:00Z bound,
-    # and a change below a second would be stored without showing (or bumping the version).
-    task.due_at = value.replace(microsecond=0) if isinstance(value, dt.datetime) else None
-    task.due_date = value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else None
+    if isinstance(value, dt.datetime):
+        # Whole seconds, as the task is written: a due that reads 16:00:00Z must match a 16:00:00Z
+        # bound, and a change below a second would be stored without showing (or bumping the version).
+        return value.replace(microsecond=0), None
+    return None, value
+
+
+def _set_due(task: Task, due: str | None) -> None:
+    task.due_at, task.due_date = _due_columns(due)
 
 
 def _request_hash(tool: str, items: list[TaskCreate]) -> str:
