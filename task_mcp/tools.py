@@ -153,7 +153,12 @@ def _complete(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[s
 
 def _delete(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[str, Any], str]:
     count = service.delete_task(user, args.task_id)
-    text = f"deleted task {args.task_id}" + (f" and {count - 1} subtasks" if count > 1 else "")
+    if count == 0:
+        text = f"task {args.task_id} was already deleted"
+    elif count == 1:
+        text = f"deleted task {args.task_id}"
+    else:
+        text = f"deleted task {args.task_id} and {count - 1} subtask{'s' if count > 2 else ''}"
     return {"task_id": args.task_id, "deleted": True}, text + "; restore_task brings it back"
 
 
