@@ -295,7 +295,7 @@ class JwtVerifier:
             keys = await self._download(self.jwks_url)
         except Exception as exc:
             self._last_ok = False
-            self._last_error = _describe(exc)
+            self._last_error = describe_fetch_error(exc)
             log.warning(
                 "JWKS fetch from %s failed: %s (%s); %s",
                 self.jwks_url,
@@ -330,7 +330,7 @@ class JwtVerifier:
         return keys
 
 
-def _describe(exc: BaseException) -> str:
+def describe_fetch_error(exc: BaseException) -> str:
     """A few words for the model about why a fetch failed."""
     if isinstance(exc, TimeoutError | httpx2.TimeoutException):
         return "timed out"

@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from task_mcp.auth import JwtVerifier, Principal
+from task_mcp.auth import JwtVerifier, Principal, describe_fetch_error
 from task_mcp.config import Settings, load_settings
 from task_mcp.credentials import LaunchCredential, SessionExchange
 from task_mcp.db import Database, alembic_config
@@ -160,7 +160,7 @@ def _check_jwks(settings: Settings, report: _Report) -> None:
             raise ValueError("not a JWKS document")
     except Exception as exc:
         report.fix(
-            f"JWKS at {url} cannot be read ({_http_reason(exc)}). Check that Better Auth is running (with the jwt "
+            f"JWKS at {url} cannot be read ({describe_fetch_error(exc)}). Check that Better Auth is running (with the jwt "
             "plugin) and that TASK_MCP_BETTER_AUTH_URL / TASK_MCP_JWKS_URL point to it."
         )
         return
@@ -186,16 +186,6 @@ def _alg_of(jwk: dict[str, Any]) -> str:
         return alg
     kty = jwk.get("kty")
     return _ALGS_BY_KEY.get((kty, jwk.get("crv") if kty != "RSA" else None), f"unknown {kty}")
-
-
-def _http_reason(exc: Exception) -> str:
-    if isinstance(exc, httpx2.TimeoutException):
-        return "timed out"
-    if isinstance(exc, httpx2.HTTPStatusError):
-        return f"HTTP {exc.response.status_code}"
-    if isinstance(exc, httpx2.TransportError):
-        return "connection failed"
-    return "not a JWKS document"
 
 
 # ---- the launch token ---------------------------------------------------------------------------
