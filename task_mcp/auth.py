@@ -55,9 +55,7 @@ _FRESH = (
     "Get a fresh JWT from Better Auth (GET /api/auth/token) and set it in "
     "TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE or the request's _meta."
 )
-_META_HINT = (
-    "with a JWT from Better Auth (GET /api/auth/token), or leave the key out to use the launch token."
-)
+_META_HINT = "with a JWT from Better Auth (GET /api/auth/token), or leave the key out to use the launch token."
 
 # What the model and the user read, per reason. Never a token or a claim value, only configuration.
 _MESSAGES = {
@@ -86,8 +84,7 @@ _MESSAGES = {
     "for this server, or set TASK_MCP_AUDIENCE to the audience your tokens carry.",
     "missing_claim": "The token lacks the required '{claim}' claim. " + _FRESH,
     "bad_sub": "The token's 'sub' claim (the user id) is empty or not a string. " + _FRESH,
-    "bad_scope": "The token's 'scope' claim is neither a space-separated string nor a list of "
-    "strings. " + _FRESH,
+    "bad_scope": "The token's 'scope' claim is neither a space-separated string nor a list of strings. " + _FRESH,
     "invalid": "The token's contents are malformed (a claim has the wrong type or format). " + _FRESH,
     "meta_type": f'The request\'s _meta["{META_KEY}"] must be a string: "Bearer <jwt>" or the bare JWT. '
     "Put one there " + _META_HINT,

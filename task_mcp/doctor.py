@@ -160,8 +160,8 @@ def _check_jwks(settings: Settings, report: _Report) -> None:
             raise ValueError("not a JWKS document")
     except Exception as exc:
         report.fix(
-            f"JWKS at {url} cannot be read ({describe_fetch_error(exc)}). Check that Better Auth is running (with the jwt "
-            "plugin) and that TASK_MCP_BETTER_AUTH_URL / TASK_MCP_JWKS_URL point to it."
+            f"JWKS at {url} cannot be read ({describe_fetch_error(exc)}). Check that Better Auth is running "
+            "(with the jwt plugin) and that TASK_MCP_BETTER_AUTH_URL / TASK_MCP_JWKS_URL point to it."
         )
         return
     described = [(str(k.get("kid") or "(no kid)"), _alg_of(k)) for k in keys if isinstance(k, dict)]

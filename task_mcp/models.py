@@ -239,6 +239,7 @@ class TaskQuery(_Input):
     @classmethod
     def _empty_cursor_is_first_page(cls, value: object) -> object:
         return None if value == "" else value
+
     include_description: bool = PField(default=False, description="Full tasks: description, timestamps.")
     timezone: Timezone = PField(default="UTC", description="IANA zone for dates and overdue.")
 

@@ -138,9 +138,7 @@ class TaskMcp:
                 args = spec.args.model_validate(arguments)
             except ValidationError as exc:
                 raise invalid_arguments(exc) from None
-            structured, text = await anyio.to_thread.run_sync(
-                partial(spec.run, self.service, principal.user_id, args)
-            )
+            structured, text = await anyio.to_thread.run_sync(partial(spec.run, self.service, principal.user_id, args))
             committed = True
             return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
         except TaskMcpError as exc:
@@ -148,7 +146,9 @@ class TaskMcp:
         except Exception:
             logger.exception("tool %s failed unexpectedly", name)
             if committed or not spec.write:
-                return _error("internal: An unexpected error occurred. Try again; if it persists, check the server log.")
+                return _error(
+                    "internal: An unexpected error occurred. Try again; if it persists, check the server log."
+                )
             return _error(
                 "internal: An unexpected error occurred; nothing was changed. Try again; if it persists, "
                 "check the server log."

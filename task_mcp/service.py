@@ -86,9 +86,7 @@ class TaskService:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def create_task(
-        self, user_id: str, data: TaskCreate, idempotency_key: str | None = None
-    ) -> tuple[TaskOut, bool]:
+    def create_task(self, user_id: str, data: TaskCreate, idempotency_key: str | None = None) -> tuple[TaskOut, bool]:
         tasks, created = self._create(user_id, "create_task", [data], idempotency_key)
         return tasks[0], created
 
@@ -148,9 +146,7 @@ class TaskService:
         finally:
             self._purge_lock.release()
 
-    def _create(
-        self, user_id: str, tool: str, items: list[TaskCreate], key: str | None
-    ) -> tuple[list[TaskOut], bool]:
+    def _create(self, user_id: str, tool: str, items: list[TaskCreate], key: str | None) -> tuple[list[TaskOut], bool]:
         self._maybe_purge()
         request_hash = _request_hash(tool, items)
 
@@ -179,7 +175,13 @@ class TaskService:
                 numbers = ",".join(str(row["number"]) for row in rows)
                 conn.execute(
                     _INSERT_KEY,
-                    {"owner_id": user_id, "key": key, "request_hash": request_hash, "numbers": numbers, "created_at": now},
+                    {
+                        "owner_id": user_id,
+                        "key": key,
+                        "request_hash": request_hash,
+                        "numbers": numbers,
+                        "created_at": now,
+                    },
                 )
             return [task_out(SimpleNamespace(**row)) for row in rows], True
 
@@ -198,7 +200,10 @@ class TaskService:
                 "Use a new key for a different request, or resend the original arguments."
             )
         numbers = [int(n) for n in row.numbers.split(",")]
-        found = {t.number: t for t in session.exec(select(Task).where(*_mine(user_id), col(Task.number).in_(numbers))).scalars()}
+        found = {
+            t.number: t
+            for t in session.exec(select(Task).where(*_mine(user_id), col(Task.number).in_(numbers))).scalars()
+        }
         for number in numbers:
             task = found.get(number)
             if task is None or task.deleted_at is not None:
@@ -210,9 +215,7 @@ class TaskService:
 
     def _reserve_numbers(self, session: Session, user_id: str, count: int) -> int:
         """Take `count` consecutive task numbers; the counter row's lock serialises creators."""
-        upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
-            TaskCounter
-        )
+        upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(TaskCounter)
         last = session.execute(
             upsert.values(owner_id=user_id, last_number=count)
             .on_conflict_do_update(
@@ -313,9 +316,11 @@ class TaskService:
             ).scalar()
 
     def _delete(self, session: Session, user_id: str, task_id: int) -> int:
-        root = session.exec(
-            select(Task).where(*_mine(user_id), col(Task.number) == task_id).with_for_update()
-        ).scalars().first()
+        root = (
+            session.exec(select(Task).where(*_mine(user_id), col(Task.number) == task_id).with_for_update())
+            .scalars()
+            .first()
+        )
         if root is None:
             raise _not_found(task_id)
         if root.deleted_at is not None:
@@ -343,17 +348,21 @@ class TaskService:
         return len(subtree)
 
     def _restore(self, session: Session, user_id: str, task_id: int) -> TaskOut:
-        task = session.exec(
-            select(Task).where(*_mine(user_id), col(Task.number) == task_id).with_for_update()
-        ).scalars().first()
+        task = (
+            session.exec(select(Task).where(*_mine(user_id), col(Task.number) == task_id).with_for_update())
+            .scalars()
+            .first()
+        )
         if task is None:
             raise _not_found(task_id)
         if task.deleted_at is None:
             return task_out(task)  # already live: a repeat
         if task.parent_number is not None:
-            parent = session.exec(
-                select(Task).where(*_mine(user_id), col(Task.number) == task.parent_number)
-            ).scalars().first()
+            parent = (
+                session.exec(select(Task).where(*_mine(user_id), col(Task.number) == task.parent_number))
+                .scalars()
+                .first()
+            )
             if parent is not None and parent.deleted_at is not None:
                 raise ConflictError(
                     f"Task {task_id} is a subtask of task {parent.number}, which is deleted too. "
@@ -497,9 +506,7 @@ class _TaskList:
 
     # created / updated / priority: newest or highest first, ties by id in the same direction.
     def _simple_rows(self) -> list[Any]:
-        column = {"created": Task.created_at, "updated": Task.updated_at, "priority": Task.priority}[
-            self.query.sort
-        ]
+        column = {"created": Task.created_at, "updated": Task.updated_at, "priority": Task.priority}[self.query.sort]
         stmt = select(_TASKS).where(*self.filters)
         if self.cursor is not None:
             key, number = self.cursor["k"], self.cursor["n"]

@@ -62,9 +62,7 @@ class SigningKey:
         return {**jwk, "kid": self.kid, "alg": self.alg}
 
     def public_pem(self) -> bytes:
-        return self.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return self.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def sign(self, claims: dict, headers: dict | None = None) -> str:
         """A JWT with header {"alg", "kid"} (no `typ`, like Better Auth). A header value None drops it."""

@@ -133,9 +133,7 @@ EXPECTED_WORDS = {
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_WORDS))
-async def test_every_bad_token_is_rejected_with_its_own_message_that_never_echoes_it(
-    case, key, jwks, make_verifier
-):
+async def test_every_bad_token_is_rejected_with_its_own_message_that_never_echoes_it(case, key, jwks, make_verifier):
     token = bad_tokens(key, jwks.base_url)[case]
     message = await rejection(make_verifier(), token)
     assert EXPECTED_WORDS[case] in message
@@ -157,9 +155,7 @@ async def test_an_algorithm_outside_the_allow_list_is_rejected_before_any_fetch(
     assert jwks.fetches == 0
 
 
-async def test_a_published_key_of_another_type_than_the_header_algorithm_is_rejected(
-    key, jwks, make_verifier
-):
+async def test_a_published_key_of_another_type_than_the_header_algorithm_is_rejected(key, jwks, make_verifier):
     impostor = SigningKey.generate("ES256", kid=key.kid)  # same kid as the published Ed25519 key
     verifier = make_verifier(algorithms=["EdDSA", "ES256"])
     message = await rejection(verifier, impostor.sign(claims_for(jwks.base_url)))

@@ -146,7 +146,9 @@ def test_a_schema_newer_than_the_code_is_a_fix(doctor: Doctor, database_url: str
         with database.engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
         code, out = doctor()
-        assert code == 1 and f"newer than this task-mcp knows ({head_revision()}). Upgrade task-mcp." in fix_lines(out)[0]
+        assert (
+            code == 1 and f"newer than this task-mcp knows ({head_revision()}). Upgrade task-mcp." in fix_lines(out)[0]
+        )
     finally:
         with database.engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})

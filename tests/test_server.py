@@ -47,8 +47,14 @@ async def test_every_tool_and_parameter_is_described_with_truthful_annotations(a
     async with connect(app) as client:
         tools = (await client.list_tools()).tools
     assert {t.name for t in tools} == {
-        "list_tasks", "get_task", "create_task", "create_tasks",
-        "update_task", "complete_task", "delete_task", "restore_task",
+        "list_tasks",
+        "get_task",
+        "create_task",
+        "create_tasks",
+        "update_task",
+        "complete_task",
+        "delete_task",
+        "restore_task",
     }
     for tool in tools:
         assert tool.title and tool.description, tool.name
@@ -96,9 +102,7 @@ async def test_a_page_of_twenty_tasks_fits_the_context_budget(app: TaskMcp, mint
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_a_whole_session_works_in_both_protocol_modes(
-    app: TaskMcp, mint: Callable[..., str], mode: str
-) -> None:
+async def test_a_whole_session_works_in_both_protocol_modes(app: TaskMcp, mint: Callable[..., str], mode: str) -> None:
     meta = {"task-mcp/authorization": f"Bearer {mint('alice')}"}
     async with connect(app, mode=mode) as client:
         created = await client.call_tool("create_task", {"title": "Water the plants"}, meta=meta)

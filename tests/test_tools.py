@@ -285,7 +285,11 @@ async def test_a_replay_returns_the_tasks_current_state(app, mint):
         assert replay["created"] is False
         task = replay["task"]
         assert (task["id"], task["title"], task["priority"], task["status"], task["version"]) == (
-            1, "Renamed", "high", "completed", 3,
+            1,
+            "Renamed",
+            "high",
+            "completed",
+            3,
         )
 
 
@@ -298,7 +302,9 @@ async def test_create_tasks_numbers_its_tasks_consecutively_in_order(app, mint):
         result = await alice.ok("create_tasks", tasks=[new_task(n, tags=[f"step{n}"]) for n in (2, 3, 4)])
         assert result["created"] is True
         assert [(t["id"], t["title"], t["tags"]) for t in result["tasks"]] == [
-            (2, "Task 2", ["step2"]), (3, "Task 3", ["step3"]), (4, "Task 4", ["step4"]),
+            (2, "Task 2", ["step2"]),
+            (3, "Task 3", ["step3"]),
+            (4, "Task 4", ["step4"]),
         ]
         assert await alice.ids() == [1, 2, 3, 4]
 
@@ -358,12 +364,22 @@ async def test_an_update_sets_every_field_in_one_version(app, mint):
         await alice.create(2)
         task = (
             await alice.ok(
-                "update_task", task_id=2, title="All", description="D", priority="urgent",
-                due="2027-01-02T03:04:05+01:00", tags=["X", "y"], status="completed", parent_id=1,
+                "update_task",
+                task_id=2,
+                title="All",
+                description="D",
+                priority="urgent",
+                due="2027-01-02T03:04:05+01:00",
+                tags=["X", "y"],
+                status="completed",
+                parent_id=1,
             )
         )["task"]
     assert (task["title"], task["description"], task["priority"], task["due"]) == (
-        "All", "D", "urgent", "2027-01-02T02:04:05Z",
+        "All",
+        "D",
+        "urgent",
+        "2027-01-02T02:04:05Z",
     )
     assert (task["tags"], task["status"], task["parent_id"], task["version"]) == (["x", "y"], "completed", 1, 2)
     assert task["completed_at"] is not None
@@ -392,9 +408,18 @@ async def test_setting_and_clearing_the_same_field_is_invalid(app, mint):
 
 async def test_update_arguments_that_break_the_contract_are_invalid_and_change_nothing(app, mint):
     cases = [
-        {"task_id": 0}, {"task_id": 2**31}, {"priority": "soon"}, {"clear": ["title"]}, {"status": "deleted"},
-        {"expected_version": 0}, {"title": ""}, {"title": "   "}, {"tags": [" "]}, {"description": "\x00"},
-        {"due": "2026-12-01T09:00"}, {"colour": "red"},
+        {"task_id": 0},
+        {"task_id": 2**31},
+        {"priority": "soon"},
+        {"clear": ["title"]},
+        {"status": "deleted"},
+        {"expected_version": 0},
+        {"title": ""},
+        {"title": "   "},
+        {"tags": [" "]},
+        {"description": "\x00"},
+        {"due": "2026-12-01T09:00"},
+        {"colour": "red"},
     ]
     async with users(app, mint, "alice") as (alice,):
         before = await alice.create(1)
