@@ -1,9 +1,10 @@
 """PostgreSQL and several replicas: two real `task-mcp serve --transport http` processes, one database.
 
 Both replicas are started at the same moment on the test database (each migrates at start) and
-must both come up. Clients then alternate between them: a replica holds no state of its own, so
-each answer must be the same whichever replica gives it, and the numbering, cursors, idempotency
-keys and `expected_version` checks must hold across them. A load test runs 16 concurrent SDK
+must both come up; so must two started together on an empty database, which they migrate. Clients
+then alternate between them: a replica holds no state of its own, so each answer must be the same
+whichever replica gives it, and the numbering, cursors, idempotency keys and `expected_version`
+checks must hold across them. A load test runs 16 concurrent SDK
 clients (Streamable HTTP, one session per client and replica) over the pair and checks that the
 final state is exactly the sum of the acknowledged operations.
 
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,13 +33,16 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from task_mcp.db import Database
 from tests.authkit import JwksServer
+from tests.conftest import POSTGRES_URL
 from tests.test_http import connect, error_text, ok
 
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR")
+NEEDS_POSTGRES = "set TASK_MCP_TEST_POSTGRES_URL to run the PostgreSQL tests"
 START_TIMEOUT = 60.0  # two interpreters importing at once on two cores take a few seconds
 
 
@@ -62,15 +67,19 @@ class Replica:
         fresh, self._checked = data[self._checked :], len(data)
         return fresh.decode(errors="replace")
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._stderr_file.close()
+
+def stop_all(replicas: list[Replica]) -> None:
+    """SIGINT (uvicorn's graceful shutdown) to all first, so they stop side by side; SIGKILL if stuck."""
+    for replica in replicas:
+        if replica.proc.poll() is None:
+            replica.proc.send_signal(signal.SIGINT)
+    for replica in replicas:
+        try:
+            replica.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            replica.proc.kill()
+            replica.proc.wait(10)
+        replica._stderr_file.close()
 
 
 def _free_ports(count: int) -> list[int]:
@@ -119,8 +128,7 @@ def start_replicas(database_url: str, jwks: JwksServer, log_dir: Path, count: in
                     )
                     time.sleep(0.05)
     except BaseException:
-        for replica in replicas:
-            replica.stop()
+        stop_all(replicas)
         raise
     return replicas
 
@@ -133,12 +141,12 @@ def assert_clean(replicas: list[Replica]) -> None:
 
 
 @pytest.fixture(scope="module")
-def _postgres_pairs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[Replica]]]:
+def _postgres_replicas() -> Iterator[dict[str, list[Replica]]]:
+    """PostgreSQL replicas by database URL, kept for the module (the URL stays, the tables are emptied)."""
     pairs: dict[str, list[Replica]] = {}
     yield pairs
     for pair in pairs.values():
-        for replica in pair:
-            replica.stop()
+        stop_all(pair)
 
 
 @pytest.fixture
@@ -147,15 +155,14 @@ def replicas(
     jwks: JwksServer,
     tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
-    _postgres_pairs: dict[str, list[Replica]],
+    _postgres_replicas: dict[str, list[Replica]],
 ) -> Iterator[list[Replica]]:
     """Two replicas serving the test database; fails the test if either logged a traceback or died."""
     if database_url.startswith("postgresql"):
-        pair = _postgres_pairs.get(database_url)
+        pair = _postgres_replicas.get(database_url)
         if pair is None or any(r.proc.poll() is not None for r in pair):
-            for replica in pair or []:
-                replica.stop()
-            pair = _postgres_pairs[database_url] = start_replicas(
+            stop_all(pair or [])
+            pair = _postgres_replicas[database_url] = start_replicas(
                 database_url, jwks, tmp_path_factory.mktemp("replicas")
             )
         yield pair
@@ -166,15 +173,36 @@ def replicas(
         yield pair
         assert_clean(pair)
     finally:
-        for replica in pair:
-            replica.stop()
+        stop_all(pair)
+
+
+@asynccontextmanager
+async def pairs(replicas: list[Replica], tokens: list[str]) -> AsyncIterator[list[tuple[Client, Client]]]:
+    """Per token, one SDK client session on each replica (A, B)."""
+    failure: Exception | None = None
+    async with AsyncExitStack() as stack:
+        opened = [
+            (
+                await stack.enter_async_context(connect(replicas[0].mcp, token)),
+                await stack.enter_async_context(connect(replicas[1].mcp, token)),
+            )
+            for token in tokens
+        ]
+        try:
+            yield opened
+        except Exception as exc:
+            # Held back until the sessions are closed: raised through them, it would come out
+            # wrapped in one exception group per session, past the depth that tracebacks show.
+            failure = exc
+    if failure is not None:
+        raise failure
 
 
 @asynccontextmanager
 async def both(replicas: list[Replica], token: str) -> AsyncIterator[tuple[Client, Client]]:
     """One SDK client session on each replica, for the same user."""
-    async with connect(replicas[0].mcp, token) as a, connect(replicas[1].mcp, token) as b:
-        yield a, b
+    async with pairs(replicas, [token]) as [pair]:
+        yield pair
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +236,43 @@ async def test_two_replicas_started_at_the_same_moment_on_one_database_both_come
         assert (await call(b, "create_task", {"title": "via B"}))["task"]["id"] == 2
 
 
+ON_POSTGRES = pytest.param("postgres", marks=() if POSTGRES_URL else pytest.mark.skip(reason=NEEDS_POSTGRES))
+
+
+@pytest.fixture(params=["sqlite", ON_POSTGRES])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it: a SQLite file not created yet, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.db'}"
+        return
+    assert POSTGRES_URL
+    name = f"task_mcp_replicas_{uuid.uuid4().hex[:10]}"
+    server = create_engine(make_url(POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+@pytest.mark.anyio
+async def test_two_replicas_started_at_the_same_moment_on_an_empty_database_migrate_it_once_and_both_come_up(
+    empty_database_url: str, jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
+) -> None:
+    pair = start_replicas(empty_database_url, jwks, tmp_path)
+    try:
+        async with both(pair, mint("alice")) as (a, b):
+            assert (await call(b, "create_task", {"title": "via B"}))["task"]["id"] == 1
+            assert (await call(a, "create_task", {"title": "via A"}))["task"]["id"] == 2
+        assert_clean(pair)
+    finally:
+        stop_all(pair)
+    assert len(rows(empty_database_url, "SELECT version_num FROM alembic_version")) == 1
+
+
 # --- answers do not depend on the replica ---------------------------------------------------------
 
 
@@ -216,8 +281,8 @@ async def test_each_users_lists_are_identical_from_both_replicas(
     replicas: list[Replica], mint: Callable[..., str]
 ) -> None:
     users = ["alice", "bob"]
-    async with AsyncExitStack() as stack:
-        sessions = {user: await stack.enter_async_context(both(replicas, mint(user))) for user in users}
+    async with pairs(replicas, [mint(user) for user in users]) as opened:
+        sessions = dict(zip(users, opened, strict=True))
         for user, (a, b) in sessions.items():
             for i in range(12):  # writes alternate between the replicas
                 client = (a, b)[i % 2]
@@ -270,8 +335,8 @@ async def test_creates_through_both_replicas_get_distinct_gap_free_numbers(
 ) -> None:
     users = ["alice", "bob", "carol"]
     ids: dict[str, list[int]] = {user: [] for user in users}
-    async with AsyncExitStack() as stack:
-        sessions = {user: await stack.enter_async_context(both(replicas, mint(user))) for user in users}
+    async with pairs(replicas, [mint(user) for user in users]) as opened:
+        sessions = dict(zip(users, opened, strict=True))
 
         async def create(user: str, i: int) -> None:
             client = sessions[user][i % 2]
@@ -595,49 +660,48 @@ async def test_sixteen_clients_over_two_replicas_lose_and_duplicate_nothing(
 ) -> None:
     backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     load = Load()
-    tokens = {user: mint(user, lifetime=3600) for user in LOAD_USERS}
-    async with AsyncExitStack() as stack:
-        sessions = [
-            await stack.enter_async_context(both(replicas, tokens[LOAD_USERS[i % len(LOAD_USERS)]]))
-            for i in range(CLIENTS)
-        ]
+    tokens = [mint(LOAD_USERS[i % len(LOAD_USERS)], lifetime=3600) for i in range(CLIENTS)]
+    final: dict[str, tuple[list[dict[str, Any]], int]] = {}
+    async with pairs(replicas, tokens) as sessions:
         started = time.perf_counter()
         with anyio.fail_after(LOAD_TIMEOUT):
             async with anyio.create_task_group() as tg:
                 for i in range(CLIENTS):
                     tg.start_soon(_run_client, i, sessions[i], load)
         duration = time.perf_counter() - started
+        if not load.errors:
+            for u, user in enumerate(LOAD_USERS):  # client u is one of this user's clients
+                final[user] = await _final_tasks(*sessions[u])
 
-        summary = (
-            f"replica load [{backend}]: {load.operations} operations ({load.calls} tool calls: "
-            f"{load.per_replica[0]} to replica A, {load.per_replica[1]} to B) from {CLIENTS} clients as "
-            f"{len(LOAD_USERS)} users; {len(load.errors)} errors; {duration:.1f} s "
-            f"({load.calls / duration:.0f} calls/s); SDK Client over Streamable HTTP"
-        )
-        with capsys.disabled():
-            print(f"\n{summary}")
-        assert load.errors == [], load.errors[:10]
-        assert load.problems == [], load.problems[:10]
-        assert load.operations == CLIENTS * OPERATIONS
+    contended = sum(len(updates) > 1 for ledger in load.ledgers.values() for updates in ledger.updates.values())
+    summary = (
+        f"replica load [{backend}]: {load.operations} operations ({load.calls} tool calls: "
+        f"{load.per_replica[0]} to replica A, {load.per_replica[1]} to B) from {CLIENTS} clients as "
+        f"{len(LOAD_USERS)} users; {len(load.errors)} errors; {duration:.1f} s "
+        f"({load.calls / duration:.0f} calls/s); {sum(len(lg.created) for lg in load.ledgers.values())} tasks, "
+        f"{contended} updated more than once; SDK Client over Streamable HTTP"
+    )
+    with capsys.disabled():
+        print(f"\n{summary}")
+    assert load.errors == [], load.errors[:10]
+    assert load.problems == [], load.problems[:10]
+    assert load.operations == CLIENTS * OPERATIONS
 
-        # The final state is exactly the sum of what was acknowledged, seen from both replicas.
-        for u, user in enumerate(LOAD_USERS):
-            ledger = load.ledgers[user]
-            a, b = sessions[u]  # sessions of this user (client u belongs to LOAD_USERS[u])
-            tasks, total = await _final_tasks(a, b)
-            ids = [t["id"] for t in tasks]
-            assert total == len(ledger.created) == len(tasks), user  # nothing lost, nothing duplicated
-            assert sorted(ids) == list(range(1, total + 1)) == sorted(ledger.created), user  # gap-free
-            for task in tasks:
-                updates = ledger.updates.get(task["id"], [])
-                versions = [v for v, _ in updates]
-                done = task["id"] in ledger.completed
-                expected_version = 1 + len(updates) + (1 if done else 0)
-                assert len(set(versions)) == len(versions), (user, task, updates)  # each update its own version
-                assert task["version"] == expected_version, (user, task, updates, done)
-                assert task["status"] == ("completed" if done else "open"), (user, task)
-                last_title = max(updates)[1] if updates else ledger.created[task["id"]]
-                assert task["title"] == last_title, (user, task, updates)
+    # The final state is exactly the sum of what was acknowledged, as listed across both replicas.
+    for user, (tasks, total) in final.items():
+        ledger = load.ledgers[user]
+        ids = [t["id"] for t in tasks]
+        assert total == len(ledger.created) == len(tasks), user  # nothing lost, nothing duplicated
+        assert sorted(ids) == list(range(1, total + 1)) == sorted(ledger.created), user  # gap-free
+        for task in tasks:
+            updates = ledger.updates.get(task["id"], [])
+            versions = [v for v, _ in updates]
+            done = task["id"] in ledger.completed
+            assert len(set(versions)) == len(versions), (user, task, updates)  # each update its own version
+            assert task["version"] == 1 + len(updates) + (1 if done else 0), (user, task, updates, done)
+            assert task["status"] == ("completed" if done else "open"), (user, task)
+            last_title = max(updates)[1] if updates else ledger.created[task["id"]]
+            assert task["title"] == last_title, (user, task, updates)  # the last acknowledged write
 
     for user in LOAD_USERS:
         ledger = load.ledgers[user]
