@@ -257,6 +257,59 @@ async def test_a_token_without_the_read_scope_gets_403_insufficient_scope(
     assert response.json()["error"] == "insufficient_scope"
 
 
+def oauth_access_token(key: SigningKey, jwks: JwksServer, resource: str, sub: str, scope: str) -> str:
+    """Like @better-auth/oauth-provider's: typ at+jwt, iss = base URL + /api/auth, aud = the resource."""
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "iss": jwks.base_url + "/api/auth",
+        "aud": resource,
+        "scope": scope,
+        "client_id": "cursor-client",
+        "azp": "cursor-client",
+        "iat": now,
+        "exp": now + 900,
+    }
+    return key.sign(claims, headers={"typ": "at+jwt"})
+
+
+@pytest.mark.anyio
+async def test_oauth_provider_access_tokens_work_when_configured_and_plain_jwts_then_do_not(
+    start: Callable[..., Served], signing_key: SigningKey, jwks: JwksServer, mint: Callable[..., str]
+) -> None:
+    resource = "http://127.0.0.1/mcp"
+    served = start(issuer=jwks.base_url + "/api/auth", audience=resource, resource_url=resource)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        metadata = (await http.get(served.url + METADATA_PATH)).json()
+    assert metadata["authorization_servers"] == [jwks.base_url + "/api/auth"]
+
+    writer = oauth_access_token(signing_key, jwks, resource, "alice", "tasks:read tasks:write")
+    async with connect(served.mcp, writer) as client:
+        assert ok(await client.call_tool("create_task", {"title": "From an OAuth client"}))["created"] is True
+    reader = oauth_access_token(signing_key, jwks, resource, "alice", "tasks:read")
+    async with connect(served.mcp, reader) as client:
+        error_text(await client.call_tool("create_task", {"title": "nope"}), "forbidden")
+    assert await titles(served.mcp, writer) == ["From an OAuth client"]
+
+    # A plain JWT-plugin token (iss = aud = base URL) is not what this deployment accepts, and an
+    # access token for another resource is refused too.
+    for token in (
+        mint("alice"),
+        oauth_access_token(signing_key, jwks, "https://other.example/mcp", "alice", "tasks:read"),
+    ):
+        response = await raw_post(served.mcp, call_body("list_tasks", {}), token=token)
+        assert response.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_the_default_configuration_refuses_oauth_provider_access_tokens(
+    server: Served, signing_key: SigningKey, jwks: JwksServer
+) -> None:
+    token = oauth_access_token(signing_key, jwks, server.mcp, "alice", "tasks:read tasks:write")
+    response = await raw_post(server.mcp, call_body("list_tasks", {}), token=token)
+    assert response.status_code == 401
+
+
 # --- only the bearer header counts ----------------------------------------------------------------
 
 
