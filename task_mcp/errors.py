@@ -38,6 +38,10 @@ class ForbiddenError(TaskMcpError):
 class NotFoundError(TaskMcpError):
     code = "not_found"
 
+    @classmethod
+    def task(cls, task_id: int) -> NotFoundError:
+        return cls(f"No task {task_id} in your list. Call list_tasks to see your task ids.")
+
 
 class InvalidArgumentError(TaskMcpError):
     code = "invalid_argument"

@@ -17,7 +17,8 @@ from pydantic import Field as PField
 
 from task_mcp.errors import InvalidArgumentError
 from task_mcp.models import IdempotencyKeyStr, TaskCreate, TaskId, TaskOut, TaskQuery, TaskUpdate
-from task_mcp.service import TaskPage, TaskService
+from task_mcp.service import TaskService
+from task_mcp.service.listing import TaskPage
 
 # --- Tool arguments and results ------------------------------------------------------------------
 

@@ -1,14 +1,14 @@
 """Every rule about tasks: ownership, numbering, idempotency, versions, soft delete, lists.
 
-`TaskService` methods carry the tools' names and take the caller's `user_id` first: every query
-is scoped by it, and another user's task is simply not found. Each method is one transaction
-(`Database.run`). Nothing here knows about MCP; a FastAPI route could call it just the same.
+`TaskService` (here) holds the rules of each tool; `listing.py` holds one `list_tasks` call
+(filters, sorts, keyset cursors, the total). `TaskService` methods carry the tools' names and
+take the caller's `user_id` first: every query is scoped by it, and another user's task is simply
+not found. Each method is one transaction (`Database.run`). Nothing here knows about MCP; a
+FastAPI route could call it just the same.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -16,12 +16,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert, or_, select, tuple_
+from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -40,6 +38,7 @@ from task_mcp.models import (
     parse_due,
     task_out,
 )
+from task_mcp.service.listing import TaskList, TaskPage
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +46,11 @@ IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 _INSERT_TASKS = insert(Task.__table__).returning(Task.__table__.c.pk, sort_by_parameter_order=True)
 _INSERT_TAGS = insert(TaskTag.__table__)
 _INSERT_KEY = insert(IdempotencyKey.__table__)
-_TASKS = Task.__table__
 PURGE_EVERY_SECONDS = 3600
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class TaskPage:
-    tasks: list[TaskOut]
-    next_cursor: str | None
-    total: int
-
-
-def _not_found(task_id: int) -> NotFoundError:
-    return NotFoundError(f"No task {task_id} in your list. Call list_tasks to see your task ids.")
 
 
 class TaskService:
@@ -82,7 +69,7 @@ class TaskService:
         return self._db.run(lambda s: task_out(self._live_task(s, user_id, task_id)), write=False)
 
     def list_tasks(self, user_id: str, query: TaskQuery) -> TaskPage:
-        return self._db.run(lambda s: _TaskList(s, user_id, query, self._clock()).page(), write=False)
+        return self._db.run(lambda s: TaskList(s, user_id, query, self._clock()).page(), write=False)
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -253,7 +240,7 @@ class TaskService:
             stmt = stmt.with_for_update()
         task = session.exec(stmt).scalars().first()
         if task is None:
-            raise _not_found(task_id)
+            raise NotFoundError.task(task_id)
         if task.deleted_at is not None:
             raise NotFoundError(
                 f"Task {task_id} was deleted. Call restore_task with task_id {task_id} to bring it back."
@@ -322,7 +309,7 @@ class TaskService:
             .first()
         )
         if root is None:
-            raise _not_found(task_id)
+            raise NotFoundError.task(task_id)
         if root.deleted_at is not None:
             return 0  # deleting a deleted task is a success that changes nothing
         subtree, frontier = [root], [root.number]
@@ -354,7 +341,7 @@ class TaskService:
             .first()
         )
         if task is None:
-            raise _not_found(task_id)
+            raise NotFoundError.task(task_id)
         if task.deleted_at is None:
             return task_out(task)  # already live: a repeat
         if task.parent_number is not None:
@@ -409,199 +396,3 @@ def _set_due(task: Task, due: str | None) -> None:
 def _request_hash(tool: str, items: list[TaskCreate]) -> str:
     payload = json.dumps([tool, [item.model_dump(mode="json") for item in items]], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _start_of_day(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-
-
-def _lower(value: str | None) -> str | None:
-    return None if value is None else value.lower()
-
-
-def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
-    return instant.astimezone(zone).date()
-
-
-class _TaskList:
-    """One `list_tasks` call: filters, a keyset page in the requested order, and the total."""
-
-    def __init__(self, session: Session, user_id: str, query: TaskQuery, now: dt.datetime) -> None:
-        self.session, self.user_id, self.query, self.now = session, user_id, query, now
-        self.zone = ZoneInfo(query.timezone)
-        self.filters = self._filters()
-        self.cursor = _decode_cursor(query.cursor, _query_fingerprint(query), query.sort)
-
-    def page(self) -> TaskPage:
-        rows = self._due_rows() if self.query.sort == "due" else self._simple_rows()
-        more = len(rows) > self.query.limit
-        rows = rows[: self.query.limit]
-        if self.cursor is None and not more:
-            total = len(rows)  # the first page holds them all: no need to count
-        else:
-            total = self.session.exec(select(func.count()).select_from(Task).where(*self.filters)).scalar_one()
-        next_cursor = self._cursor_after(rows[-1]) if more else None
-        tasks = [task_out(t) for t in rows]
-        return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total)
-
-    def _filters(self) -> list[ColumnElement[bool]]:
-        q = self.query
-        where: list[ColumnElement[bool]] = [*_mine(self.user_id), col(Task.deleted_at).is_(None)]
-        if q.status != "all":
-            where.append(col(Task.status) == q.status)
-        if q.priority:
-            where.append(col(Task.priority).in_([PRIORITIES.index(p) for p in q.priority]))
-        for tag in q.tags or []:
-            tagged = select(TaskTag.task_pk).where(col(TaskTag.owner_id) == self.user_id, col(TaskTag.tag) == tag)
-            where.append(col(Task.pk).in_(tagged))
-        if q.text:
-            where.append(or_(*(self._contains(col(c), q.text) for c in (Task.title, Task.description))))
-        if q.due_after is not None or q.due_before is not None:
-            where.append(self._due_range(q.due_after, q.due_before))
-        if q.overdue:
-            today = _local_date(self.now, self.zone)
-            where.append(col(Task.status) == "open")
-            where.append(or_(col(Task.due_at) < self.now, col(Task.due_date) < today))
-        if q.parent_id is not None:
-            parent = self.session.exec(
-                select(Task.deleted_at).where(*_mine(self.user_id), col(Task.number) == q.parent_id)
-            ).first()
-            if parent is None or parent[0] is not None:
-                raise _not_found(q.parent_id)
-            where.append(col(Task.parent_number) == q.parent_id)
-        return where
-
-    def _contains(self, column: Any, text: str) -> ColumnElement[bool]:
-        if self.session.get_bind().dialect.name != "sqlite":
-            return column.icontains(text, autoescape=True)  # type: ignore[no-any-return]
-        # SQLite's lower() and LIKE fold ASCII letters only ("ÉCOLE" would not match "école"):
-        # fold every letter in Python, as PostgreSQL's ILIKE does.
-        raw = self.session.connection().connection.driver_connection
-        raw.create_function("task_mcp_lower", 1, _lower, deterministic=True)  # type: ignore[union-attr]
-        folded = func.task_mcp_lower(column, type_=column.type)
-        return folded.contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]
-
-    def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:
-        # A dated task's day [start, next start) in the zone overlaps [A, B] exactly when
-        # local_date(A) <= day <= local_date(B), so date-only dues compare as plain dates.
-        instant: list[ColumnElement[bool]] = [col(Task.due_at).is_not(None)]
-        day: list[ColumnElement[bool]] = [col(Task.due_date).is_not(None)]
-        if after is not None:
-            bound = parse_due(after)
-            if isinstance(bound, dt.datetime):
-                instant.append(col(Task.due_at) >= bound)
-                day.append(col(Task.due_date) >= _local_date(bound, self.zone))
-            else:
-                instant.append(col(Task.due_at) >= _start_of_day(bound, self.zone))
-                day.append(col(Task.due_date) >= bound)
-        if before is not None:
-            bound = parse_due(before)
-            if isinstance(bound, dt.datetime):
-                instant.append(col(Task.due_at) <= bound)
-                day.append(col(Task.due_date) <= _local_date(bound, self.zone))
-            else:
-                instant.append(col(Task.due_at) < _start_of_day(bound + dt.timedelta(days=1), self.zone))
-                day.append(col(Task.due_date) <= bound)
-        return or_(and_(*instant), and_(*day))
-
-    # created / updated / priority: newest or highest first, ties by id in the same direction.
-    def _simple_rows(self) -> list[Any]:
-        column = {"created": Task.created_at, "updated": Task.updated_at, "priority": Task.priority}[self.query.sort]
-        stmt = select(_TASKS).where(*self.filters)
-        if self.cursor is not None:
-            key, number = self.cursor["k"], self.cursor["n"]
-            if self.query.sort != "priority":
-                key = dt.datetime.fromisoformat(key)
-            stmt = stmt.where(tuple_(col(column), col(Task.number)) < tuple_(key, number))
-        stmt = stmt.order_by(col(column).desc(), col(Task.number).desc()).limit(self.query.limit + 1)
-        return self._rows(stmt)
-
-    def _rows(self, stmt: Select[Any]) -> list[Any]:
-        # Plain rows with Task's columns, not ORM objects: nothing here is changed, and building
-        # objects cost more than the query.
-        return list(self.session.connection().execute(stmt).all())
-
-    # due: soonest first, undated last, ties by id ascending. Instants and all-day dates are two
-    # index-ordered streams; a date counts as the start of its day in the zone, so the page is
-    # their merge, followed by the undated tasks.
-    def _due_key(self, task: Any) -> dt.datetime:
-        if task.due_at is not None:
-            return task.due_at
-        assert task.due_date is not None
-        return _start_of_day(task.due_date, self.zone)
-
-    def _due_rows(self) -> list[Any]:
-        want = self.query.limit + 1
-        cursor = self.cursor
-        rows: list[Any] = []
-        if cursor is None or cursor["k"] is not None:
-            instants = select(_TASKS).where(*self.filters, col(Task.due_at).is_not(None))
-            days = select(_TASKS).where(*self.filters, col(Task.due_date).is_not(None))
-            if cursor is not None:
-                key, number = dt.datetime.fromisoformat(cursor["k"]), cursor["n"]
-                instants = instants.where(tuple_(col(Task.due_at), col(Task.number)) > tuple_(key, number))
-                day = _local_date(key, self.zone)
-                same_day = and_(col(Task.due_date) == day, col(Task.number) > number)
-                days = days.where(
-                    or_(col(Task.due_date) > day, same_day if _start_of_day(day, self.zone) == key else false())
-                )
-            instants = instants.order_by(col(Task.due_at), col(Task.number)).limit(want)
-            days = days.order_by(col(Task.due_date), col(Task.number)).limit(want)
-            dated = self._rows(instants) + self._rows(days)
-            rows = sorted(dated, key=lambda t: (self._due_key(t), t.number))[:want]
-        if len(rows) < want:
-            undated = select(_TASKS).where(*self.filters, col(Task.due_at).is_(None), col(Task.due_date).is_(None))
-            if cursor is not None and cursor["k"] is None:
-                undated = undated.where(col(Task.number) > cursor["n"])
-            undated = undated.order_by(col(Task.number)).limit(want - len(rows))
-            rows += self._rows(undated)
-        return rows
-
-    def _cursor_after(self, task: Any) -> str:
-        key: Any
-        if self.query.sort == "due":
-            dated = task.due_at is not None or task.due_date is not None
-            key = self._due_key(task).isoformat() if dated else None
-        elif self.query.sort == "priority":
-            key = task.priority
-        else:
-            key = (task.created_at if self.query.sort == "created" else task.updated_at).isoformat()
-        return _encode_cursor({"k": key, "n": task.number, "f": _query_fingerprint(self.query)})
-
-
-def _query_fingerprint(query: TaskQuery) -> str:
-    shape = query.model_dump(exclude={"cursor", "limit", "include_description"}, mode="json")
-    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, fingerprint: str, sort: str) -> dict[str, Any] | None:
-    if cursor is None:
-        return None
-    bad = InvalidArgumentError(
-        "cursor: not a next_cursor from this list. Pass next_cursor unchanged, with the same filters "
-        "and sort as the call that returned it, or leave cursor out to start from the first page."
-    )
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise bad from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint:
-        raise bad
-    # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
-    key, number = data.get("k"), data.get("n")
-    if type(number) is not int or not 0 < number < 2**31:
-        raise bad
-    if sort == "priority":
-        if type(key) is not int or not 0 <= key < len(PRIORITIES):
-            raise bad
-    elif not (key is None and sort == "due"):
-        try:
-            if dt.datetime.fromisoformat(key).tzinfo is None:
-                raise bad
-        except (TypeError, ValueError):
-            raise bad from None
-    return data

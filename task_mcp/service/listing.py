@@ -1,0 +1,228 @@
+"""One `list_tasks` call: filters, a keyset page in the requested order, the total, cursors.
+
+Every filter and sort is served by an index led by the owner (see `models.Task`), so a page costs
+what the caller's own rows cost. Cursors are opaque keyset positions (base64 JSON of the last
+row's sort key and id, plus a fingerprint of the filters), valid on any replica.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, tuple_
+from sqlmodel import Session, col
+
+from task_mcp.errors import InvalidArgumentError, NotFoundError
+from task_mcp.models import PRIORITIES, Task, TaskOut, TaskQuery, TaskTag, parse_due, task_out
+
+_TASKS = Task.__table__
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[TaskOut]
+    next_cursor: str | None
+    total: int
+
+
+def _start_of_day(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+
+
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
+
+
+def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
+    return instant.astimezone(zone).date()
+
+
+class TaskList:
+    """One `list_tasks` call: filters, a keyset page in the requested order, and the total."""
+
+    def __init__(self, session: Session, user_id: str, query: TaskQuery, now: dt.datetime) -> None:
+        self.session, self.user_id, self.query, self.now = session, user_id, query, now
+        self.zone = ZoneInfo(query.timezone)
+        self.filters = self._filters()
+        self.cursor = _decode_cursor(query.cursor, _query_fingerprint(query), query.sort)
+
+    def page(self) -> TaskPage:
+        rows = self._due_rows() if self.query.sort == "due" else self._simple_rows()
+        more = len(rows) > self.query.limit
+        rows = rows[: self.query.limit]
+        if self.cursor is None and not more:
+            total = len(rows)  # the first page holds them all: no need to count
+        else:
+            total = self.session.exec(select(func.count()).select_from(Task).where(*self.filters)).scalar_one()
+        next_cursor = self._cursor_after(rows[-1]) if more else None
+        tasks = [task_out(t) for t in rows]
+        return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total)
+
+    def _filters(self) -> list[ColumnElement[bool]]:
+        q = self.query
+        where: list[ColumnElement[bool]] = [col(Task.owner_id) == self.user_id, col(Task.deleted_at).is_(None)]
+        if q.status != "all":
+            where.append(col(Task.status) == q.status)
+        if q.priority:
+            where.append(col(Task.priority).in_([PRIORITIES.index(p) for p in q.priority]))
+        for tag in q.tags or []:
+            tagged = select(TaskTag.task_pk).where(col(TaskTag.owner_id) == self.user_id, col(TaskTag.tag) == tag)
+            where.append(col(Task.pk).in_(tagged))
+        if q.text:
+            where.append(or_(*(self._contains(col(c), q.text) for c in (Task.title, Task.description))))
+        if q.due_after is not None or q.due_before is not None:
+            where.append(self._due_range(q.due_after, q.due_before))
+        if q.overdue:
+            today = _local_date(self.now, self.zone)
+            where.append(col(Task.status) == "open")
+            where.append(or_(col(Task.due_at) < self.now, col(Task.due_date) < today))
+        if q.parent_id is not None:
+            parent = self.session.exec(
+                select(Task.deleted_at).where(col(Task.owner_id) == self.user_id, col(Task.number) == q.parent_id)
+            ).first()
+            if parent is None or parent[0] is not None:
+                raise NotFoundError.task(q.parent_id)
+            where.append(col(Task.parent_number) == q.parent_id)
+        return where
+
+    def _contains(self, column: Any, text: str) -> ColumnElement[bool]:
+        if self.session.get_bind().dialect.name != "sqlite":
+            return column.icontains(text, autoescape=True)  # type: ignore[no-any-return]
+        # SQLite's lower() and LIKE fold ASCII letters only ("ÉCOLE" would not match "école"):
+        # fold every letter in Python, as PostgreSQL's ILIKE does.
+        raw = self.session.connection().connection.driver_connection
+        raw.create_function("task_mcp_lower", 1, _lower, deterministic=True)  # type: ignore[union-attr]
+        folded = func.task_mcp_lower(column, type_=column.type)
+        return folded.contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]
+
+    def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:
+        # A dated task's day [start, next start) in the zone overlaps [A, B] exactly when
+        # local_date(A) <= day <= local_date(B), so date-only dues compare as plain dates.
+        instant: list[ColumnElement[bool]] = [col(Task.due_at).is_not(None)]
+        day: list[ColumnElement[bool]] = [col(Task.due_date).is_not(None)]
+        if after is not None:
+            bound = parse_due(after)
+            if isinstance(bound, dt.datetime):
+                instant.append(col(Task.due_at) >= bound)
+                day.append(col(Task.due_date) >= _local_date(bound, self.zone))
+            else:
+                instant.append(col(Task.due_at) >= _start_of_day(bound, self.zone))
+                day.append(col(Task.due_date) >= bound)
+        if before is not None:
+            bound = parse_due(before)
+            if isinstance(bound, dt.datetime):
+                instant.append(col(Task.due_at) <= bound)
+                day.append(col(Task.due_date) <= _local_date(bound, self.zone))
+            else:
+                instant.append(col(Task.due_at) < _start_of_day(bound + dt.timedelta(days=1), self.zone))
+                day.append(col(Task.due_date) <= bound)
+        return or_(and_(*instant), and_(*day))
+
+    # created / updated / priority: newest or highest first, ties by id in the same direction.
+    def _simple_rows(self) -> list[Any]:
+        column = {"created": Task.created_at, "updated": Task.updated_at, "priority": Task.priority}[self.query.sort]
+        stmt = select(_TASKS).where(*self.filters)
+        if self.cursor is not None:
+            key, number = self.cursor["k"], self.cursor["n"]
+            if self.query.sort != "priority":
+                key = dt.datetime.fromisoformat(key)
+            stmt = stmt.where(tuple_(col(column), col(Task.number)) < tuple_(key, number))
+        stmt = stmt.order_by(col(column).desc(), col(Task.number).desc()).limit(self.query.limit + 1)
+        return self._rows(stmt)
+
+    def _rows(self, stmt: Select[Any]) -> list[Any]:
+        # Plain rows with Task's columns, not ORM objects: nothing here is changed, and building
+        # objects cost more than the query.
+        return list(self.session.connection().execute(stmt).all())
+
+    # due: soonest first, undated last, ties by id ascending. Instants and all-day dates are two
+    # index-ordered streams; a date counts as the start of its day in the zone, so the page is
+    # their merge, followed by the undated tasks.
+    def _due_key(self, task: Any) -> dt.datetime:
+        if task.due_at is not None:
+            return task.due_at
+        assert task.due_date is not None
+        return _start_of_day(task.due_date, self.zone)
+
+    def _due_rows(self) -> list[Any]:
+        want = self.query.limit + 1
+        cursor = self.cursor
+        rows: list[Any] = []
+        if cursor is None or cursor["k"] is not None:
+            instants = select(_TASKS).where(*self.filters, col(Task.due_at).is_not(None))
+            days = select(_TASKS).where(*self.filters, col(Task.due_date).is_not(None))
+            if cursor is not None:
+                key, number = dt.datetime.fromisoformat(cursor["k"]), cursor["n"]
+                instants = instants.where(tuple_(col(Task.due_at), col(Task.number)) > tuple_(key, number))
+                day = _local_date(key, self.zone)
+                same_day = and_(col(Task.due_date) == day, col(Task.number) > number)
+                days = days.where(
+                    or_(col(Task.due_date) > day, same_day if _start_of_day(day, self.zone) == key else false())
+                )
+            instants = instants.order_by(col(Task.due_at), col(Task.number)).limit(want)
+            days = days.order_by(col(Task.due_date), col(Task.number)).limit(want)
+            dated = self._rows(instants) + self._rows(days)
+            rows = sorted(dated, key=lambda t: (self._due_key(t), t.number))[:want]
+        if len(rows) < want:
+            undated = select(_TASKS).where(*self.filters, col(Task.due_at).is_(None), col(Task.due_date).is_(None))
+            if cursor is not None and cursor["k"] is None:
+                undated = undated.where(col(Task.number) > cursor["n"])
+            undated = undated.order_by(col(Task.number)).limit(want - len(rows))
+            rows += self._rows(undated)
+        return rows
+
+    def _cursor_after(self, task: Any) -> str:
+        key: Any
+        if self.query.sort == "due":
+            dated = task.due_at is not None or task.due_date is not None
+            key = self._due_key(task).isoformat() if dated else None
+        elif self.query.sort == "priority":
+            key = task.priority
+        else:
+            key = (task.created_at if self.query.sort == "created" else task.updated_at).isoformat()
+        return _encode_cursor({"k": key, "n": task.number, "f": _query_fingerprint(self.query)})
+
+
+def _query_fingerprint(query: TaskQuery) -> str:
+    shape = query.model_dump(exclude={"cursor", "limit", "include_description"}, mode="json")
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _encode_cursor(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, fingerprint: str, sort: str) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    bad = InvalidArgumentError(
+        "cursor: not a next_cursor from this list. Pass next_cursor unchanged, with the same filters "
+        "and sort as the call that returned it, or leave cursor out to start from the first page."
+    )
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(data, dict) or data.get("f") != fingerprint:
+        raise bad
+    # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
+    key, number = data.get("k"), data.get("n")
+    if type(number) is not int or not 0 < number < 2**31:
+        raise bad
+    if sort == "priority":
+        if type(key) is not int or not 0 <= key < len(PRIORITIES):
+            raise bad
+    elif not (key is None and sort == "due"):
+        try:
+            if dt.datetime.fromisoformat(key).tzinfo is None:
+                raise bad
+        except (TypeError, ValueError):
+            raise bad from None
+    return data
