@@ -47,9 +47,10 @@ logger = logging.getLogger(__name__)
 
 META_TOKEN_KEY = "task-mcp/authorization"
 NO_TOKEN = (
-    "No Better Auth token reached this server. Set TASK_MCP_TOKEN (a JWT from your Better Auth "
-    "server's GET /api/auth/token) or TASK_MCP_TOKEN_FILE in the env block of this server's "
-    "mcp.json entry and restart it, or send the token in the request's _meta['task-mcp/authorization']."
+    "No Better Auth token reached this server. In the env block of this server's mcp.json entry, set "
+    "TASK_MCP_TOKEN (a JWT from your Better Auth server's GET /api/auth/token), TASK_MCP_TOKEN_FILE "
+    "(a file holding one) or TASK_MCP_BETTER_AUTH_SESSION_TOKEN, then restart it; or send the token in "
+    "the request's _meta['task-mcp/authorization']."
 )
 
 
