@@ -1,9 +1,10 @@
 """Engines, transactions and migrations.
 
-`Database.run(fn, write=...)` is the only way the service touches storage: one transaction per
-call, committed when `fn` returns, rolled back when it raises, and retried a bounded number of
-times when the database reports a transient failure (a lock wait that timed out, a serialisation
-failure, a deadlock, a lost race on a unique row) or drops the connection before the commit.
+`Database.run(fn, write=...)` (a `Session`) and `Database.read(fn)` (a plain `Connection`, for
+Core reads) are the only ways the service touches storage: one transaction per call, committed
+when `fn` returns, rolled back when it raises, and retried a bounded number of times when the
+database reports a transient failure (a lock wait that timed out, a serialisation failure, a
+deadlock, a lost race on a unique row) or drops the connection before the commit.
 What is still failing after the retries is `UnavailableError`.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -128,11 +131,19 @@ class Database:
     def run(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """Run `fn` in one transaction; retry transient failures, then answer `unavailable`."""
         bind = self._write_engine if write else self.engine
+        return self._retrying(partial(_session_transaction, bind), fn, write=write)
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """As `run(fn, write=False)`, but `fn` gets a plain `Connection`: for reads written as Core
+        statements, where a `Session`'s set-up and bookkeeping cost more than the query itself."""
+        return self._retrying(self.engine.begin, fn, write=False)
+
+    def _retrying(self, begin: Callable[[], AbstractContextManager[Any]], fn: Callable[[Any], T], *, write: bool) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             committing = False
             try:
-                with Session(bind, expire_on_commit=False) as session, session.begin():
-                    result = fn(session)
+                with begin() as handle:
+                    result = fn(handle)
                     committing = True  # leaving the block commits
                 return result
             except TaskMcpError:
@@ -164,6 +175,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _session_transaction(bind: Engine) -> Iterator[Session]:
+    with Session(bind, expire_on_commit=False) as session, session.begin():
+        yield session
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -3,8 +3,8 @@
 `TaskService` (here) holds the rules of each tool; `listing.py` holds one `list_tasks` call
 (filters, sorts, keyset cursors, the total). `TaskService` methods carry the tools' names and
 take the caller's `user_id` first: every query is scoped by it, and another user's task is simply
-not found. Each method is one transaction (`Database.run`). Nothing here knows about MCP; a
-FastAPI route could call it just the same.
+not found. Each method is one transaction (`Database.run`; `Database.read` for the Core reads).
+Nothing here knows about MCP; a FastAPI route could call it just the same.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -66,10 +66,10 @@ class TaskService:
     # --- reads ----------------------------------------------------------------------------------
 
     def get_task(self, user_id: str, task_id: int) -> TaskOut:
-        return self._db.run(lambda s: task_out(self._live_task(s, user_id, task_id)), write=False)
+        return self._db.read(lambda conn: task_out(_live_row(conn, user_id, task_id)))
 
     def list_tasks(self, user_id: str, query: TaskQuery) -> TaskPage:
-        return self._db.run(lambda s: TaskList(s, user_id, query, self._clock()).page(), write=False)
+        return self._db.read(lambda conn: TaskList(conn, user_id, query, self._clock()).page())
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -142,14 +142,14 @@ class TaskService:
                 replay = self._replay(session, user_id, key, request_hash)
                 if replay is not None:
                     return replay, False
-            for item in items:
-                if item.parent_id is not None:
-                    self._live_task(session, user_id, item.parent_id)
-            first = self._reserve_numbers(session, user_id, len(items))
-            now = self._clock()
-            rows = [self._new_task(user_id, first + i, item, now) for i, item in enumerate(items)]
             # Plain Core statements on the connection: the ORM's bookkeeping cost more than the SQL.
             conn = session.connection()
+            for item in items:
+                if item.parent_id is not None:
+                    _live_row(conn, user_id, item.parent_id)
+            first = _reserve_numbers(conn, user_id, len(items))
+            now = self._clock()
+            rows = [self._new_task(user_id, first + i, item, now) for i, item in enumerate(items)]
             pks = conn.execute(_INSERT_TASKS, rows).scalars().all()
             tags = [
                 {"task_pk": pk, "tag": tag, "owner_id": user_id}
@@ -200,19 +200,6 @@ class TaskService:
                 )
         return [task_out(found[n]) for n in numbers]
 
-    def _reserve_numbers(self, session: Session, user_id: str, count: int) -> int:
-        """Take `count` consecutive task numbers; the counter row's lock serialises creators."""
-        upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(TaskCounter)
-        last = session.execute(
-            upsert.values(owner_id=user_id, last_number=count)
-            .on_conflict_do_update(
-                index_elements=[col(TaskCounter.owner_id)],
-                set_={"last_number": col(TaskCounter.last_number) + count},
-            )
-            .returning(col(TaskCounter.last_number))
-        ).scalar_one()
-        return last - count + 1
-
     def _new_task(self, user_id: str, number: int, item: TaskCreate, now: dt.datetime) -> dict[str, Any]:
         due_at, due_date = _due_columns(item.due)
         return {
@@ -234,21 +221,11 @@ class TaskService:
             "deleted_with": None,
         }
 
-    def _live_task(self, session: Session, user_id: str, task_id: int, *, lock: bool = False) -> Task:
-        stmt = select(Task).where(*_mine(user_id), col(Task.number) == task_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        task = session.exec(stmt).scalars().first()
-        if task is None:
-            raise NotFoundError.task(task_id)
-        if task.deleted_at is not None:
-            raise NotFoundError(
-                f"Task {task_id} was deleted. Call restore_task with task_id {task_id} to bring it back."
-            )
-        return task
-
     def _update(self, session: Session, user_id: str, task_id: int, changes: TaskUpdate) -> TaskOut:
-        task = self._live_task(session, user_id, task_id, lock=True)
+        # Core statements on the connection, the row as a plain namespace: loading an ORM object and
+        # flushing it cost more than the two statements themselves.
+        conn = session.connection()
+        task = SimpleNamespace(**_live_row(conn, user_id, task_id, lock=True)._mapping)
         if changes.expected_version is not None and changes.expected_version != task.version:
             raise ConflictError(
                 f"Task {task_id} is at version {task.version}, not {changes.expected_version}; nothing was "
@@ -275,21 +252,22 @@ class TaskService:
             task.completed_at = now if changes.status == "completed" else None
         if changes.tags is not None and changes.tags != before.tags:
             task.tags = "\n".join(changes.tags)
-            session.execute(delete(TaskTag).where(col(TaskTag.task_pk) == task.pk))
-            for tag in changes.tags:
-                session.add(TaskTag(task_pk=task.pk, tag=tag, owner_id=user_id))
+            conn.execute(delete(TaskTag).where(col(TaskTag.task_pk) == task.pk))
+            if changes.tags:
+                conn.execute(
+                    _INSERT_TAGS, [{"task_pk": task.pk, "tag": tag, "owner_id": user_id} for tag in changes.tags]
+                )
         if task_out(task) == before:
             return before  # nothing changed: no new version
         task.version += 1
         task.updated_at = now
-        session.add(task)
-        session.flush()
+        conn.execute(_UPDATE_TASK, {"task_pk": task.pk, **{name: getattr(task, name) for name in _UPDATABLE}})
         return task_out(task)
 
-    def _check_parent(self, session: Session, user_id: str, task: Task, parent_id: int) -> None:
+    def _check_parent(self, session: Session, user_id: str, task: Any, parent_id: int) -> None:
         if parent_id == task.number:
             raise InvalidArgumentError(f"parent_id: task {parent_id} cannot be its own parent.")
-        ancestor: int | None = self._live_task(session, user_id, parent_id).number
+        ancestor: int | None = _live_row(session.connection(), user_id, parent_id).number
         seen: set[int] = set()
         while ancestor is not None and ancestor not in seen:
             if ancestor == task.number:
@@ -374,6 +352,53 @@ class TaskService:
 
 # --- helpers ------------------------------------------------------------------------------------
 
+# Built once: building a statement and computing its cache key cost more than running the lookup.
+_COLUMNS = Task.__table__.c
+_TASK_BY_NUMBER = select(Task.__table__).where(
+    _COLUMNS.owner_id == bindparam("owner_id"), _COLUMNS.number == bindparam("number")
+)
+_TASK_BY_NUMBER_LOCKED = _TASK_BY_NUMBER.with_for_update()
+# What update_task can change; the other columns are left as they are.
+_UPDATABLE = (
+    "title", "description", "priority", "due_at", "due_date", "tags", "parent_number",
+    "status", "completed_at", "version", "updated_at",
+)  # fmt: skip
+_UPDATE_TASK = update(Task.__table__).where(_COLUMNS.pk == bindparam("task_pk"))
+_COUNTER = TaskCounter.__table__.c
+
+
+def _reserve_statement(insert: Callable[[Any], Any]) -> Any:
+    # INSERT ... ON CONFLICT DO UPDATE, as PostgreSQL and SQLite both spell it; `count` is used twice.
+    return (
+        insert(TaskCounter.__table__)
+        .values(owner_id=bindparam("owner_id"), last_number=bindparam("count"))
+        .on_conflict_do_update(
+            index_elements=[_COUNTER.owner_id], set_={"last_number": _COUNTER.last_number + bindparam("count")}
+        )
+        .returning(_COUNTER.last_number)
+    )
+
+
+_RESERVE_POSTGRES, _RESERVE_SQLITE = _reserve_statement(postgresql.insert), _reserve_statement(sqlite.insert)
+
+
+def _live_row(conn: Connection, user_id: str, task_id: int, *, lock: bool = False) -> Row[Any]:
+    """The caller's live task `task_id` as a row (the attributes of a `Task`), read with Core."""
+    stmt = _TASK_BY_NUMBER_LOCKED if lock else _TASK_BY_NUMBER
+    task = conn.execute(stmt, {"owner_id": user_id, "number": task_id}).first()
+    if task is None:
+        raise NotFoundError.task(task_id)
+    if task.deleted_at is not None:
+        raise NotFoundError(f"Task {task_id} was deleted. Call restore_task with task_id {task_id} to bring it back.")
+    return task
+
+
+def _reserve_numbers(conn: Connection, user_id: str, count: int) -> int:
+    """Take `count` consecutive task numbers; the counter row's lock serialises creators."""
+    upsert = _RESERVE_POSTGRES if conn.dialect.name == "postgresql" else _RESERVE_SQLITE
+    last = conn.execute(upsert, {"owner_id": user_id, "count": count}).scalar_one()
+    return int(last) - count + 1
+
 
 def _mine(user_id: str) -> tuple[ColumnElement[bool]]:
     return (col(Task.owner_id) == user_id,)
@@ -389,7 +414,7 @@ def _due_columns(due: str | None) -> tuple[dt.datetime | None, dt.date | None]:
     return None, value
 
 
-def _set_due(task: Task, due: str | None) -> None:
+def _set_due(task: Any, due: str | None) -> None:
     task.due_at, task.due_date = _due_columns(due)
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, tuple_
-from sqlmodel import Session, col
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select, tuple_
+from sqlmodel import col
 
 from task_mcp.errors import InvalidArgumentError, NotFoundError
 from task_mcp.models import PRIORITIES, Task, TaskOut, TaskQuery, TaskTag, parse_due, task_out
@@ -47,11 +47,12 @@ def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
 class TaskList:
     """One `list_tasks` call: filters, a keyset page in the requested order, and the total."""
 
-    def __init__(self, session: Session, user_id: str, query: TaskQuery, now: dt.datetime) -> None:
-        self.session, self.user_id, self.query, self.now = session, user_id, query, now
+    def __init__(self, conn: Connection, user_id: str, query: TaskQuery, now: dt.datetime) -> None:
+        self.conn, self.user_id, self.query, self.now = conn, user_id, query, now
         self.zone = ZoneInfo(query.timezone)
         self.filters = self._filters()
-        self.cursor = _decode_cursor(query.cursor, _query_fingerprint(query), query.sort)
+        self.fingerprint = _query_fingerprint(query)  # checks the cursor given, marks the one returned
+        self.cursor = _decode_cursor(query.cursor, self.fingerprint, query.sort)
 
     def page(self) -> TaskPage:
         rows = self._due_rows() if self.query.sort == "due" else self._simple_rows()
@@ -60,7 +61,7 @@ class TaskList:
         if self.cursor is None and not more:
             total = len(rows)  # the first page holds them all: no need to count
         else:
-            total = self.session.exec(select(func.count()).select_from(Task).where(*self.filters)).scalar_one()
+            total = self.conn.execute(select(func.count()).select_from(_TASKS).where(*self.filters)).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
         tasks = [task_out(t) for t in rows]
         return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total)
@@ -84,7 +85,7 @@ class TaskList:
             where.append(col(Task.status) == "open")
             where.append(or_(col(Task.due_at) < self.now, col(Task.due_date) < today))
         if q.parent_id is not None:
-            parent = self.session.exec(
+            parent = self.conn.execute(
                 select(Task.deleted_at).where(col(Task.owner_id) == self.user_id, col(Task.number) == q.parent_id)
             ).first()
             if parent is None or parent[0] is not None:
@@ -93,11 +94,11 @@ class TaskList:
         return where
 
     def _contains(self, column: Any, text: str) -> ColumnElement[bool]:
-        if self.session.get_bind().dialect.name != "sqlite":
+        if self.conn.dialect.name != "sqlite":
             return column.icontains(text, autoescape=True)  # type: ignore[no-any-return]
         # SQLite's lower() and LIKE fold ASCII letters only ("ÉCOLE" would not match "école"):
         # fold every letter in Python, as PostgreSQL's ILIKE does.
-        raw = self.session.connection().connection.driver_connection
+        raw = self.conn.connection.driver_connection
         raw.create_function("task_mcp_lower", 1, _lower, deterministic=True)  # type: ignore[union-attr]
         folded = func.task_mcp_lower(column, type_=column.type)
         return folded.contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]
@@ -140,7 +141,7 @@ class TaskList:
     def _rows(self, stmt: Select[Any]) -> list[Any]:
         # Plain rows with Task's columns, not ORM objects: nothing here is changed, and building
         # objects cost more than the query.
-        return list(self.session.connection().execute(stmt).all())
+        return list(self.conn.execute(stmt).all())
 
     # due: soonest first, undated last, ties by id ascending. Instants and all-day dates are two
     # index-ordered streams; a date counts as the start of its day in the zone, so the page is
@@ -187,7 +188,7 @@ class TaskList:
             key = task.priority
         else:
             key = (task.created_at if self.query.sort == "created" else task.updated_at).isoformat()
-        return _encode_cursor({"k": key, "n": task.number, "f": _query_fingerprint(self.query)})
+        return _encode_cursor({"k": key, "n": task.number, "f": self.fingerprint})
 
 
 def _query_fingerprint(query: TaskQuery) -> str:
