@@ -22,6 +22,7 @@ from task_mcp.db import Database
 from task_mcp.errors import TaskMcpError
 from task_mcp.models import TaskCreate, TaskUpdate
 from task_mcp.service import TaskService
+from tests.conftest import rows
 
 PROCESSES = 4
 Call = tuple[str, tuple[Any, ...]]  # a TaskService method name and its arguments
@@ -84,15 +85,6 @@ def service(database_url: str) -> Iterator[TaskService]:
     database = Database(database_url)
     yield TaskService(database)
     database.dispose()
-
-
-def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    database = Database(url)
-    try:
-        with database.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(sql), params)]
-    finally:
-        database.dispose()
 
 
 def stored_numbers(url: str, user: str = "alice") -> list[int]:

@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -375,27 +374,6 @@ migrate(database)
 database.dispose()
 print("migrated", flush=True)
 """
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgres", marks=() if POSTGRES_URL else pytest.mark.skip(NEEDS_POSTGRES))]
-)
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it: a SQLite file not created yet, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'new.db'}"
-        return
-    assert POSTGRES_URL
-    name = f"task_mcp_migrate_{uuid.uuid4().hex[:10]}"
-    server = create_engine(make_url(POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def test_four_processes_migrating_an_empty_database_at_once_all_succeed(empty_database_url: str) -> None:

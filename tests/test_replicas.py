@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,12 +32,9 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from task_mcp.db import Database
 from tests.authkit import JwksServer
-from tests.conftest import POSTGRES_URL
+from tests.conftest import rows
 from tests.test_http import connect, error_text, ok
 
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR")
@@ -209,15 +205,6 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str
     return ok(await client.call_tool(tool, arguments))
 
 
-def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    database = Database(url)
-    try:
-        with database.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(sql), params)]
-    finally:
-        database.dispose()
-
-
 # --- coming up together ---------------------------------------------------------------------------
 
 
@@ -234,28 +221,6 @@ async def test_two_replicas_started_at_the_same_moment_on_one_database_both_come
             assert {"list_tasks", "create_task", "update_task"} <= {t.name for t in (await client.list_tools()).tools}
         assert (await call(a, "create_task", {"title": "via A"}))["task"]["id"] == 1
         assert (await call(b, "create_task", {"title": "via B"}))["task"]["id"] == 2
-
-
-ON_POSTGRES = pytest.param("postgres", marks=() if POSTGRES_URL else pytest.mark.skip(reason=NEEDS_POSTGRES))
-
-
-@pytest.fixture(params=["sqlite", ON_POSTGRES])
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it: a SQLite file not created yet, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'new.db'}"
-        return
-    assert POSTGRES_URL
-    name = f"task_mcp_replicas_{uuid.uuid4().hex[:10]}"
-    server = create_engine(make_url(POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 @pytest.mark.anyio
