@@ -26,7 +26,9 @@ test: $(STAMP) $(BETTER_AUTH_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check task_mcp tests
+	$(BIN)/ruff check task_mcp tests benchmarks
+	$(BIN)/ruff format --check task_mcp tests benchmarks
+	$(BIN)/mypy
 
 # Ratios against baselines measured in the same run; prints a table, writes benchmarks/results/latest.json.
 bench: $(STAMP)

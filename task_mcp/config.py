@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     """PostgreSQL: connections each server process keeps open."""
     db_max_overflow: int = Field(default=10, ge=0)
     """PostgreSQL: extra connections opened under load beyond db_pool_size."""
+    db_pool_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    """PostgreSQL: how long a call waits for a free pooled connection before answering `unavailable`."""
     db_lock_timeout_seconds: float = Field(default=5, gt=0, le=60)
     """How long a statement waits for another transaction's lock (SQLite: busy timeout) before the
     call is retried; after 5 attempts the call answers `unavailable`."""
@@ -42,6 +44,8 @@ class Settings(BaseSettings):
     resource_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     retention_days: int = Field(default=30, ge=1)
+    max_tasks_per_workspace: int = Field(default=100_000, ge=1)
+    """Tasks a workspace may hold, the trash included; a create or restore past it is `invalid_argument`."""
     leeway_seconds: int = Field(default=10, ge=0, le=30)
     jwks_cache_seconds: float = Field(default=300, gt=0)
     jwks_cooldown_seconds: float = Field(default=30, ge=0)
