@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from task_mcp.errors import ConfigError
@@ -64,6 +64,19 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="after")
+    def _checks_issuer_and_audience(self) -> Settings:
+        # A JWKS without an expected iss and aud would accept a token Better Auth made for anyone else.
+        if self.jwks_url and not self.better_auth_url:
+            missing = [f"TASK_MCP_{name.upper()}" for name in ("issuer", "audience") if not getattr(self, name)]
+            if missing:
+                raise ValueError(
+                    f"TASK_MCP_JWKS_URL is set without {' and '.join(missing)}, so tokens from any issuer or for any "
+                    "audience would be accepted. Set TASK_MCP_BETTER_AUTH_URL, or both TASK_MCP_ISSUER "
+                    "and TASK_MCP_AUDIENCE"
+                )
+        return self
+
     @field_validator("better_auth_url", "jwks_url", "issuer", "resource_url", mode="after")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -106,5 +119,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across fields: its message names the variables
+            raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
+        field = str(first["loc"][0])
         raise ConfigError(f"TASK_MCP_{field.upper()}: {first['msg']}") from None
