@@ -116,6 +116,7 @@ _DECODE_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidAudienceError, "audience"),
     (jwt.MissingRequiredClaimError, "missing_claim"),
     (jwt.InvalidSignatureError, "signature"),
+    (jwt.exceptions.InvalidSubjectError, "bad_sub"),
     (jwt.PyJWTError, "invalid"),
 )
 
