@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -365,3 +367,45 @@ def test_an_empty_or_non_string_meta_credential_is_rejected(value):
     with pytest.raises(UnauthenticatedError) as caught:
         token_from_meta(value)
     assert "task-mcp/authorization" in caught.value.message
+
+
+# ---- configuration that would leave tokens unchecked ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"TASK_MCP_JWKS_URL": "http://127.0.0.1:1/api/auth/jwks"}, "TASK_MCP_ISSUER and TASK_MCP_AUDIENCE"),
+        (
+            {"TASK_MCP_JWKS_URL": "http://127.0.0.1:1/j", "TASK_MCP_ISSUER": "http://127.0.0.1:1"},
+            "TASK_MCP_AUDIENCE",
+        ),
+        (
+            {"TASK_MCP_JWKS_URL": "http://127.0.0.1:1/j", "TASK_MCP_AUDIENCE": "http://127.0.0.1:1"},
+            "TASK_MCP_ISSUER",
+        ),
+    ],
+)
+def test_serve_refuses_to_start_with_a_jwks_but_no_issuer_and_audience(env, missing, tmp_path: Path):
+    base = {k: os.environ[k] for k in ("HOME", "PATH") if k in os.environ}
+    done = subprocess.run(
+        [sys.executable, "-m", "task_mcp", "serve"],
+        env=base | {"TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}"} | env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"task-mcp: error: TASK_MCP_JWKS_URL is set without {missing},")
+    assert "Set TASK_MCP_BETTER_AUTH_URL, or both TASK_MCP_ISSUER and TASK_MCP_AUDIENCE" in line
+    assert done.stdout == ""
+    assert not (tmp_path / "tasks.db").exists()  # refused before touching anything
+
+
+def test_settings_accept_a_jwks_with_the_better_auth_url_or_both_issuer_and_audience():
+    jwks = "http://127.0.0.1:1/api/auth/jwks"
+    assert Settings(_env_file=None, jwks_url=jwks, better_auth_url="http://127.0.0.1:1").effective_audience
+    both = Settings(_env_file=None, jwks_url=jwks, issuer="http://127.0.0.1:1/api/auth", audience="https://t/mcp")
+    assert (both.effective_issuer, both.effective_audience) == ("http://127.0.0.1:1/api/auth", "https://t/mcp")
