@@ -7,7 +7,7 @@ at import time, so tests construct `Settings(...)` directly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -116,7 +116,8 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment plus CLI overrides, or raise one readable ConfigError."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}  # pydantic checks each
+        return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         if not first["loc"]:  # a rule across fields: its message names the variables
