@@ -85,7 +85,7 @@ def _serve_http(app: TaskMcp, host: str, port: int) -> int:
     """Streamable HTTP at http://host:port/mcp with uvicorn, logging to stderr; `app` is migrated."""
     import uvicorn
 
-    from task_mcp.server import create_http_app
+    from task_mcp.http import create_http_app
 
     http_app = create_http_app(app.settings, app=app, host=host, port=port, migrate=False)
     config = uvicorn.Config(

@@ -30,7 +30,8 @@ from task_mcp.config import Settings
 from task_mcp.credentials import SessionExchange
 from task_mcp.db import Database
 from task_mcp.errors import ConfigError, UnauthenticatedError
-from task_mcp.server import TaskMcp, create_http_app
+from task_mcp.http import create_http_app
+from task_mcp.server import TaskMcp
 from tests.conftest import connect
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest rewrites its asserts

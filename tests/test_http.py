@@ -30,7 +30,8 @@ from mcp.types import CallToolResult
 
 from task_mcp.config import Settings
 from task_mcp.errors import UnauthenticatedError
-from task_mcp.server import BearerTokenVerifier, PrincipalAccessToken, TaskMcp, create_http_app
+from task_mcp.http import BearerIdentity, BearerTokenVerifier, PrincipalAccessToken, create_http_app
+from task_mcp.server import TaskMcp
 from tests.authkit import JwksServer, SigningKey, bad_tokens
 
 META_KEY = "task-mcp/authorization"
@@ -342,9 +343,9 @@ async def test_principal_over_http_without_a_verified_bearer_is_unauthenticated(
     # the _meta token nor the launch token would stand in for it.
     app = make_app(token=mint("carol"))
     with pytest.raises(UnauthenticatedError, match="Authorization: Bearer"):
-        await app.principal({META_KEY: mint("alice")}, over_http=True)
-    assert (await app.principal({META_KEY: mint("alice")})).user_id == "alice"  # stdio: _meta counts
-    assert (await app.principal(None)).user_id == "carol"  # stdio: then the launch token
+        await BearerIdentity(app.verifier).principal({META_KEY: mint("alice")})
+    assert (await app.stdio_identity.principal({META_KEY: mint("alice")})).user_id == "alice"  # stdio: _meta counts
+    assert (await app.stdio_identity.principal(None)).user_id == "carol"  # stdio: then the launch token
 
 
 @pytest.mark.anyio
