@@ -85,13 +85,18 @@ def _serve_http(app: TaskMcp, host: str, port: int) -> int:
     """Streamable HTTP at http://host:port/mcp with uvicorn, logging to stderr; `app` is migrated."""
     import uvicorn
 
-    from task_mcp.http import create_http_app
+    from task_mcp.http import create_http_app, request_deadline_protocol
 
-    http_app = create_http_app(app.settings, app=app, host=host, port=port, migrate=False)
+    settings = app.settings
+    http_app = create_http_app(settings, app=app, host=host, port=port, migrate=False)
     config = uvicorn.Config(
         http_app,
         host=host,
         port=port,
+        # Slow or stuck clients: requests not received whole in time are closed, and connections
+        # beyond the limit are answered 503 at once instead of starving the descriptors.
+        http=request_deadline_protocol(settings.http_request_timeout_seconds),
+        limit_concurrency=settings.http_max_connections,
         log_config=None,  # keep our stderr logging (uvicorn's own config sends access logs to stdout)
         log_level=app.settings.log_level.lower(),
         ws="none",

@@ -7,6 +7,7 @@ verifies it through `BearerTokenVerifier`, and `BearerIdentity` hands that princ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from task_mcp.auth import READ_SCOPE, SCOPES, JwtVerifier, Principal
 from task_mcp.config import Settings
@@ -166,6 +168,58 @@ class _PostOnly:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class _DeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request to arrive whole.
+
+    uvicorn times out idle keep-alive connections, but not a connection that never finishes its
+    headers or body (slow-loris): each would hold a descriptor forever. The deadline starts when
+    the connection opens and again after each response, and is met once the request's body is
+    complete; a request still incomplete then gets 408 (headers) or is cut (body).
+    """
+
+    request_timeout: float = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows it too
+        super().connection_made(transport)
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._armed_for = self.cycle  # the request in progress when armed (None, or the one just answered)
+        self._deadline: asyncio.TimerHandle | None = self.loop.call_later(self.request_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        headers_pending = self.cycle is self._armed_for  # no new request has arrived whole
+        if not headers_pending and not self.cycle.more_body:
+            return  # received whole: the app may take its time
+        logger.info("closed an HTTP connection whose request was incomplete after %s s", self.request_timeout)
+        if headers_pending:
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        self.transport.close()
+
+
+def request_deadline_protocol(seconds: float) -> type[H11Protocol]:
+    """The uvicorn `http=` protocol class that closes requests not received whole within `seconds`."""
+    return type("RequestDeadlineProtocol", (_DeadlineProtocol,), {"request_timeout": seconds})
 
 
 def _resource_url(settings: Settings, host: str, port: int) -> str:

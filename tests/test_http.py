@@ -546,3 +546,104 @@ def test_settings_split_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.allowed_hosts == ("a.example.com", "b:*")
     assert settings.allowed_origins == ("https://x",)
     assert json.loads(Settings(_env_file=None).model_dump_json())["allowed_hosts"] == []
+
+
+# --- slow clients, stateless GET, Host and Origin on their own ---------------------------------
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True once the server has closed `sock` (whatever it sent first); False while it is open."""
+    try:
+        while chunk := sock.recv(4096):
+            del chunk
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.anyio
+async def test_requests_that_never_finish_are_closed_while_valid_calls_go_through(
+    jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
+) -> None:
+    port, token = _free_port(), mint("alice")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
+        "TASK_MCP_HTTP_REQUEST_TIMEOUT_SECONDS": "2",
+        "TASK_MCP_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    slow: list[socket.socket] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx2.AsyncClient(timeout=5) as http:
+            for _ in range(600):
+                try:
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                assert proc.poll() is None, proc.communicate()[1]
+                await anyio.sleep(0.05)
+        for i in range(100):  # headers that never end
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + str(i).encode())
+            slow.append(sock)
+        body_never_ends = socket.create_connection(("127.0.0.1", port))
+        body_never_ends.sendall(
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            'Content-Length: 1000\r\n\r\n{"jsonrpc": '.encode()
+        )
+        slow.append(body_never_ends)
+        for sock in slow:
+            sock.setblocking(False)
+
+        async with connect(url + "/mcp", token) as client:  # meanwhile, a real call is served
+            ok(await client.call_tool("create_task", {"title": "served despite slow clients"}))
+
+        open_sockets = list(slow)
+        for _ in range(1200):  # the server closes them after ~2 s; wait far longer on a loaded machine
+            open_sockets = [sock for sock in open_sockets if not _closed_by_server(sock)]
+            if not open_sockets:
+                break
+            await anyio.sleep(0.1)
+        assert len(open_sockets) == 0, f"{len(open_sockets)} of {len(slow)} incomplete requests still open"
+        async with connect(url + "/mcp", token) as client:
+            titles_now = [t["title"] for t in ok(await client.call_tool("list_tasks", {}))["tasks"]]
+        assert titles_now == ["served despite slow clients"]
+    finally:
+        for sock in slow:
+            sock.close()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+
+
+@pytest.mark.anyio
+async def test_get_on_the_stateless_endpoint_is_405_not_an_endless_stream(
+    server: Served, mint: Callable[..., str]
+) -> None:
+    async with httpx2.AsyncClient(timeout=30) as http:
+        response = await http.get(
+            server.mcp, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {mint('alice')}"}
+        )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.anyio
+async def test_any_host_still_checks_the_allowed_origins(
+    start: Callable[..., Served], mint: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASK_MCP_ALLOWED_HOSTS", "*")
+    monkeypatch.setenv("TASK_MCP_ALLOWED_ORIGINS", "https://app.example.com")
+    served, token, body = start(), mint("alice"), call_body("list_tasks", {})
+    foreign_host = {"Host": "tasks.example.com"}
+    assert (await raw_post(served.mcp, body, token=token, headers=foreign_host)).status_code == 200
+    allowed = foreign_host | {"Origin": "https://app.example.com"}
+    assert (await raw_post(served.mcp, body, token=token, headers=allowed)).status_code == 200
+    evil = foreign_host | {"Origin": "https://evil.example.com"}
+    assert (await raw_post(served.mcp, body, token=token, headers=evil)).status_code == 403
