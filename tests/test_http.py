@@ -626,10 +626,12 @@ async def test_requests_that_never_finish_are_closed_while_valid_calls_go_throug
 async def test_get_on_the_stateless_endpoint_is_405_not_an_endless_stream(
     server: Served, mint: Callable[..., str]
 ) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
-        response = await http.get(
-            server.mcp, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {mint('alice')}"}
-        )
+    # Before: a 200 event stream that never sent anything and never ended (hence the deadline).
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            response = await http.get(
+                server.mcp, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {mint('alice')}"}
+            )
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
 
