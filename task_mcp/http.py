@@ -217,12 +217,17 @@ class _DeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
+class WorkerDeadlineProtocol(_DeadlineProtocol):
+    """The protocol of `--workers` processes, named by import string; each worker sets its timeout."""
+
+
 def request_deadline_protocol(seconds: float) -> type[H11Protocol]:
     """The uvicorn `http=` protocol class that closes requests not received whole within `seconds`."""
     return type("RequestDeadlineProtocol", (_DeadlineProtocol,), {"request_timeout": seconds})
 
 
-def _resource_url(settings: Settings, host: str, port: int) -> str:
+def resource_url(settings: Settings, host: str, port: int) -> str:
+    """The public URL of /mcp: TASK_MCP_RESOURCE_URL, else `http://host:port/mcp`."""
     if settings.resource_url:
         return settings.resource_url
     if host in ("0.0.0.0", "::", ""):
@@ -302,12 +307,12 @@ def create_http_app(
         )
     owned = app is None
     task_app = TaskMcp(settings) if app is None else app
-    resource_url = _resource_url(settings, host, port)
+    public_url = resource_url(settings, host, port)
     # Strings, not AnyHttpUrl(...): AuthSettings keeps a path-less URL as written, where AnyHttpUrl
     # would add a trailing slash and the metadata would name an issuer that differs from `iss`.
     auth = AuthSettings(
         issuer_url=issuer,  # type: ignore[arg-type]  # pydantic validates the str into AnyHttpUrl
-        resource_server_url=resource_url,  # type: ignore[arg-type]  # as above
+        resource_server_url=public_url,  # type: ignore[arg-type]  # as above
         required_scopes=[READ_SCOPE],
         validate_token_resource=False,  # JwtVerifier checks `aud` itself
     )
@@ -368,7 +373,7 @@ def create_http_app(
             if migrate:
                 await anyio.to_thread.run_sync(task_app.migrate)
             async with session_manager.run():
-                logger.info("serving MCP over Streamable HTTP at %s", resource_url)
+                logger.info("serving MCP over Streamable HTTP at %s", public_url)
                 yield
         finally:
             if owned:

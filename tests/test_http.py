@@ -649,3 +649,70 @@ async def test_any_host_still_checks_the_allowed_origins(
     assert (await raw_post(served.mcp, body, token=token, headers=allowed)).status_code == 200
     evil = foreign_host | {"Origin": "https://evil.example.com"}
     assert (await raw_post(served.mcp, body, token=token, headers=evil)).status_code == 403
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of the live child processes of `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.anyio
+async def test_serve_http_with_two_workers_serves_one_port_from_two_processes(
+    jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
+) -> None:
+    port, token = _free_port(), mint("alice")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
+        "TASK_MCP_LOG_LEVEL": "WARNING",
+    }
+    db = f"sqlite:///{tmp_path / 'tasks.db'}"
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(port)]
+    command += ["--workers", "2", "--database-url", db]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx2.AsyncClient(timeout=5) as http:
+            for _ in range(1200):
+                try:
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                assert proc.poll() is None, proc.communicate()[1]
+                await anyio.sleep(0.05)
+        async with connect(url + "/mcp", token) as client:
+            for i in range(6):
+                ok(await client.call_tool("create_task", {"title": f"task {i}"}))
+        assert sorted(await titles(url + "/mcp", token)) == [f"task {i}" for i in range(6)]
+        workers = [line for line in _children(proc.pid) if "spawn_main" in line]
+        assert len(workers) == 2, _children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert stdout == ""
+    assert token not in stderr
+
+
+def test_serve_http_refuses_an_in_memory_sqlite_database_with_several_workers(jwks: JwksServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url
+    }
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(_free_port())]
+    done = subprocess.run(
+        [*command, "--workers", "2", "--database-url", "sqlite:///:memory:"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("task-mcp: error: TASK_MCP_DATABASE_URL: an in-memory SQLite database")
+    assert len(done.stderr.strip().splitlines()) == 1
