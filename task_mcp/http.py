@@ -186,8 +186,8 @@ class _DeadlineProtocol(H11Protocol):
         self._arm()
 
     def on_response_complete(self) -> None:
+        self._arm()  # first: the call below may start a pipelined request, which the deadline then covers
         super().on_response_complete()
-        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
