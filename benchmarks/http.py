@@ -45,9 +45,9 @@ def _free_port() -> int:
 
 
 def _has_http_transport() -> bool:
-    import task_mcp.server
+    import task_mcp.http
 
-    return hasattr(task_mcp.server, "create_http_app")
+    return hasattr(task_mcp.http, "create_http_app")
 
 
 @contextmanager

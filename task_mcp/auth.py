@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-META_KEY = "task-mcp/authorization"
+READ_SCOPE = "tasks:read"
+WRITE_SCOPE = "tasks:write"
+SCOPES = (READ_SCOPE, WRITE_SCOPE)
 MAX_TOKEN_LENGTH = 16_384
 MAX_JWKS_BYTES = 1_000_000
 
@@ -66,7 +68,6 @@ _FRESH = (
     "Get a fresh JWT from Better Auth (GET /api/auth/token) and set it in "
     "TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE or the request's _meta."
 )
-_META_HINT = "with a JWT from Better Auth (GET /api/auth/token), or leave the key out to use the launch token."
 
 # What the model and the user read, per reason. Never a token or a claim value, only configuration.
 _MESSAGES = {
@@ -103,9 +104,6 @@ _MESSAGES = {
     "bad_scope": "The token's 'scope' claim is neither a space-separated string nor a list of strings "
     "(null included). " + _FRESH,
     "invalid": "The token's contents are malformed (a claim has the wrong type or format). " + _FRESH,
-    "meta_type": f'The request\'s _meta["{META_KEY}"] must be a string: "Bearer <jwt>" or the bare JWT. '
-    "Put one there " + _META_HINT,
-    "meta_empty": f'The request\'s _meta["{META_KEY}"] is empty. Put "Bearer <jwt>" there ' + _META_HINT,
 }
 
 # PyJWT's verdicts, most specific first (InvalidSignatureError is a DecodeError, for one).

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300, gt=0)
     jwks_cooldown_seconds: float = Field(default=30, ge=0)
     http_timeout_seconds: float = Field(default=5, gt=0)
+    http_max_connections: int = Field(default=500, ge=1)
+    """HTTP: open connections served at once; beyond it a request is answered 503 at once."""
+    http_request_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    """HTTP: time a client has to send a whole request (headers and body) before the connection is closed."""
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     """HTTP: Host header values accepted at /mcp (`host`, `host:port`, `host:*`; `*` turns the DNS-rebinding
     check off); empty means the SDK's localhost list."""

@@ -3,7 +3,9 @@
 - `token_from_meta`: `_meta["task-mcp/authorization"]` of one request ("Bearer <jwt>" or the jwt);
 - `LaunchCredential`: TASK_MCP_TOKEN, else TASK_MCP_TOKEN_FILE (re-read when the file changes);
 - `SessionExchange`: a Better Auth session token (TASK_MCP_BETTER_AUTH_SESSION_TOKEN) traded for
-  fresh JWTs at `/api/auth/token`.
+  fresh JWTs at `/api/auth/token`;
+- `StdioCredentials`: the order in which a stdio call looks at them, the one place that knows it
+  (the server and `task-mcp doctor` both use it).
 
 Each yields a JWT that `auth.JwtVerifier` then verifies like any other. Over HTTP none of these
 count: only the request's bearer header does.
@@ -16,6 +18,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +26,6 @@ import anyio
 import httpx2
 import jwt
 
-from task_mcp.auth import reject
 from task_mcp.errors import ConfigError, UnauthenticatedError
 from task_mcp.fetch import FetchError, fetch_limited, plain_http_on_network
 
@@ -31,6 +33,21 @@ if TYPE_CHECKING:
     from task_mcp.config import Settings
 
 log = logging.getLogger(__name__)
+
+META_KEY = "task-mcp/authorization"
+"""The request `_meta` key that carries a per-call token on stdio ("Bearer <jwt>" or the bare JWT)."""
+
+_META_HINT = "with a JWT from Better Auth (GET /api/auth/token), or leave the key out to use the launch token."
+META_TYPE = f'The request\'s _meta["{META_KEY}"] must be a string: "Bearer <jwt>" or the bare JWT. Put one there ' + (
+    _META_HINT
+)
+META_EMPTY = f'The request\'s _meta["{META_KEY}"] is empty. Put "Bearer <jwt>" there ' + _META_HINT
+NO_TOKEN = (
+    "No Better Auth token reached this server. In the env block of this server's mcp.json entry, set "
+    "TASK_MCP_TOKEN (a JWT from your Better Auth server's GET /api/auth/token), TASK_MCP_TOKEN_FILE "
+    "(a file holding one) or TASK_MCP_BETTER_AUTH_SESSION_TOKEN, then restart it; or send the token in "
+    f"the request's _meta['{META_KEY}']."
+)
 
 # ---- where the token comes from ---------------------------------------------------------------
 
@@ -45,10 +62,12 @@ def _strip_bearer(value: str) -> str:
 def token_from_meta(value: object) -> str:
     """The token in `_meta["task-mcp/authorization"]`; present but unusable is an error."""
     if not isinstance(value, str):
-        raise reject("meta_type")
+        log.debug("token rejected: _meta value is not a string")
+        raise UnauthenticatedError(META_TYPE)
     token = _strip_bearer(value)
     if not token or token.lower() == "bearer":
-        raise reject("meta_empty")
+        log.debug("token rejected: _meta value is empty")
+        raise UnauthenticatedError(META_EMPTY)
     return token
 
 
@@ -284,3 +303,55 @@ def _timing(token: str) -> tuple[float, float]:
     except (jwt.PyJWTError, KeyError, TypeError, ValueError):
         return 0.0, 0.0
     return max(0.0, lifetime - min(30.0, lifetime / 4)), exp
+
+
+# ---- the order on stdio -----------------------------------------------------------------------
+
+
+class StdioCredentials:
+    """The token of one stdio (or in-memory) call, looked for in this order:
+
+    1. the request's `_meta["task-mcp/authorization"]`: present but unusable (empty, not a string)
+       is an error, never a reason to fall back to the launch token;
+    2. TASK_MCP_TOKEN, else TASK_MCP_TOKEN_FILE (`LaunchCredential`);
+    3. TASK_MCP_BETTER_AUTH_SESSION_TOKEN exchanged for a JWT (`SessionExchange`).
+
+    It only finds the token; `auth.JwtVerifier` verifies it like any other.
+    """
+
+    def __init__(
+        self, launch: LaunchCredential, exchange: SessionExchange | None = None, *, launch_source: str | None = None
+    ) -> None:
+        self.launch = launch
+        self.exchange = exchange
+        self.launch_source = launch_source
+        """The variable a call without `_meta` takes its token from (for messages); None if none is set."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StdioCredentials:
+        """Raises `ConfigError` when a session token is set without TASK_MCP_BETTER_AUTH_URL."""
+        # An empty TASK_MCP_TOKEN (as in the sample mcp.json) counts as unset.
+        token = settings.token.get_secret_value().strip() if settings.token else ""
+        exchange = SessionExchange.from_settings(settings)
+        if token:
+            source: str | None = "TASK_MCP_TOKEN"
+        elif settings.token_file is not None:
+            source = f"TASK_MCP_TOKEN_FILE {settings.token_file}"
+        else:
+            source = "TASK_MCP_BETTER_AUTH_SESSION_TOKEN" if exchange is not None else None
+        return cls(LaunchCredential(token or None, settings.token_file), exchange, launch_source=source)
+
+    async def token(self, meta: Mapping[str, object] | None) -> str:
+        """The JWT for this call. Raises `UnauthenticatedError` when there is none or `_meta` is unusable."""
+        if meta and META_KEY in meta:
+            return token_from_meta(meta[META_KEY])
+        launch = self.launch.get()
+        if launch is None and self.exchange is not None:
+            launch = await self.exchange.token()
+        if launch is None:
+            raise UnauthenticatedError(NO_TOKEN)
+        return launch
+
+    async def aclose(self) -> None:
+        if self.exchange is not None:
+            await self.exchange.aclose()

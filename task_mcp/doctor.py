@@ -22,14 +22,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from task_mcp.auth import MAX_JWKS_BYTES, JwtVerifier, Principal
+from task_mcp.auth import MAX_JWKS_BYTES, READ_SCOPE, SCOPES, WRITE_SCOPE, JwtVerifier, Principal
 from task_mcp.config import Settings, load_settings
-from task_mcp.credentials import LaunchCredential, SessionExchange, readable_by_others, token_file_problem
+from task_mcp.credentials import StdioCredentials, readable_by_others, token_file_problem
 from task_mcp.db import Database, alembic_config
 from task_mcp.errors import ConfigError, UnauthenticatedError
 from task_mcp.fetch import MAX_JWKS_KEYS, FetchError, describe_fetch_error, fetch_limited, plain_http_on_network
 
-_SCOPES = ("tasks:read", "tasks:write")
 # What a JWK without `alg` can verify, by key type (and curve).
 _ALGS_BY_KEY: dict[tuple[object, object], str] = {
     ("OKP", "Ed25519"): "EdDSA",
@@ -240,49 +239,39 @@ def _alg_of(jwk: dict[str, Any]) -> str:
 
 
 def _check_token(settings: Settings, report: _Report) -> None:
-    token_value = settings.token.get_secret_value().strip() if settings.token else ""
-    source = "TASK_MCP_TOKEN"
-    token: str | None = None
-    if token_value:
-        token = LaunchCredential(token_value, None).get()
-    elif settings.token_file is not None:
-        source = f"TASK_MCP_TOKEN_FILE {settings.token_file}"
+    # The same object that finds a stdio call's token finds the one to check here: one order, one home.
+    try:
+        credentials = StdioCredentials.from_settings(settings)
+    except ConfigError as exc:
+        report.fix(f"token: {exc}.")
+        return
+    source = credentials.launch_source
+    if source is None:
+        report.good(
+            "token: no launch token configured (fine for HTTP; stdio clients then send one per request in "
+            "_meta, or set TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE)"
+        )
+        return
+    if settings.token_file is not None and source.startswith("TASK_MCP_TOKEN_FILE"):
         if not Path(settings.token_file).expanduser().is_file():
             report.fix(
                 f"token: {source} does not exist. Write a JWT from Better Auth (GET /api/auth/token) there; "
                 "the server re-reads it when it changes."
             )
             return
-        token = LaunchCredential(None, settings.token_file).get()
-        if token is None:
+        if credentials.exchange is None and credentials.launch.get() is None:
             report.fix(f"token: {source} is empty or unreadable. Write a JWT from Better Auth there.")
             return
-    try:
-        exchange = SessionExchange.from_settings(settings) if token is None else None
-    except ConfigError as exc:
-        report.fix(f"token: {exc}.")
-        return
-    if token is None and exchange is None:
-        report.good(
-            "token: no launch token configured (fine for HTTP; stdio clients then send one per request in "
-            "_meta, or set TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE)"
-        )
-        return
-    if exchange is not None:
-        source = "TASK_MCP_BETTER_AUTH_SESSION_TOKEN"
     if not settings.effective_jwks_url:
         return  # cannot be verified; the configuration check said why
 
     async def verify() -> Principal:
         verifier = JwtVerifier.from_settings(settings)
         try:
-            jwt = token if exchange is None else await exchange.token()
-            assert jwt is not None
-            return await verifier.verify(jwt)
+            return await verifier.verify(await credentials.token(None))
         finally:
             await verifier.aclose()
-            if exchange is not None:
-                await exchange.aclose()
+            await credentials.aclose()
 
     try:
         principal = anyio.run(verify)
@@ -290,10 +279,10 @@ def _check_token(settings: Settings, report: _Report) -> None:
         report.fix(f"token ({source}): {exc.message}")
         return
     report.good(f"token ({source}): {_describe_principal(principal)}")
-    if principal.scopes is not None and not any(s in principal.scopes for s in _SCOPES):
+    if principal.scopes is not None and not any(s in principal.scopes for s in SCOPES):
         report.fix(
-            "token: its scope claim grants neither tasks:read nor tasks:write, so every tool answers forbidden. "
-            "Ask Better Auth for a token with scope 'tasks:read tasks:write'."
+            f"token: its scope claim grants neither {READ_SCOPE} nor {WRITE_SCOPE}, so every tool answers "
+            f"forbidden. Ask Better Auth for a token with scope '{READ_SCOPE} {WRITE_SCOPE}'."
         )
 
 
@@ -304,7 +293,7 @@ def _describe_principal(principal: Principal) -> str:
         scopes = "all (a plain Better Auth JWT without a scope claim)"
     else:
         scopes = " ".join(sorted(principal.scopes)) or "(none)"
-        if "tasks:write" not in principal.scopes and "tasks:read" in principal.scopes:
+        if WRITE_SCOPE not in principal.scopes and READ_SCOPE in principal.scopes:
             scopes += " (read-only: write tools answer forbidden)"
     if principal.expires_at is None:
         expiry = "no expiry"

@@ -30,7 +30,8 @@ from task_mcp.config import Settings
 from task_mcp.credentials import SessionExchange
 from task_mcp.db import Database
 from task_mcp.errors import ConfigError, UnauthenticatedError
-from task_mcp.server import TaskMcp, create_http_app
+from task_mcp.http import create_http_app
+from task_mcp.server import TaskMcp
 from tests.conftest import connect
 from tests.loopback import Loopback, Request
 
@@ -296,7 +297,7 @@ async def test_a_session_token_keeps_working_across_jwt_expiry_until_sign_out(
     lifetime = int(str(ba.jwt_expiration).removesuffix("s"))
     served = task_mcp(ba, database_file, better_auth_session_token=user.session_token, leeway_seconds=0)
     async with served as (app, client):
-        exchange = app.session_exchange
+        exchange = app.credentials.exchange
         assert exchange is not None
         ok(await client.call_tool("create_task", {"title": "Before expiry"}))  # exchanged, then verified
         assert exchange.exchange_count == 1
@@ -331,10 +332,10 @@ async def test_task_mcp_token_comes_before_the_session_token(better_auth: Better
     async with both as (app, client):
         created = ok(await client.call_tool("create_task", {"title": "Frank's"}))["task"]
         assert created["id"] == 1
-        assert app.session_exchange is not None and app.session_exchange.exchange_count == 0
+        assert app.credentials.exchange is not None and app.credentials.exchange.exchange_count == 0
     async with task_mcp(better_auth, database_file, better_auth_session_token=erin.session_token) as (app, client):
         assert titles(await client.call_tool("list_tasks", {})) == []  # Erin's list, not Frank's
-        assert app.session_exchange is not None and app.session_exchange.exchange_count == 1
+        assert app.credentials.exchange is not None and app.credentials.exchange.exchange_count == 1
 
 
 # ---- Streamable HTTP ---------------------------------------------------------------------------
