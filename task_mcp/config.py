@@ -73,11 +73,10 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
+        # No side effect: the default folder is made when the database is opened (`db.make_engine`).
         if self.database_url:
             return self.database_url
-        data_dir = Path(platformdirs.user_data_dir("task-mcp", appauthor=False))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{data_dir / 'tasks.db'}"
+        return f"sqlite:///{default_data_dir() / 'tasks.db'}"
 
     @property
     def auth_base_url(self) -> str | None:
@@ -108,3 +107,8 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
         raise ConfigError(f"TASK_MCP_{field.upper()}: {first['msg']}") from None
+
+
+def default_data_dir() -> Path:
+    """Where the default SQLite file lives: the user's data directory for task-mcp."""
+    return Path(platformdirs.user_data_dir("task-mcp", appauthor=False))
