@@ -176,7 +176,10 @@ def parse_due(value: str) -> dt.date | dt.datetime:
     """
     value = value.strip()
     if _DATE_RE.match(value):
-        day = dt.date.fromisoformat(value)
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("is not a calendar date: give a real day, e.g. 2026-02-28") from None
         if not FIRST_DAY <= day <= LAST_DAY:
             raise ValueError(_OUT_OF_RANGE)
         return day

@@ -570,3 +570,37 @@ def test_a_database_at_an_older_revision_is_upgraded_and_keeps_its_tasks(empty_d
             assert [t.id for t in found.tasks] == ids, text_query
     finally:
         database.dispose()
+
+
+# --- how SQLite is opened ---------------------------------------------------------------------------
+
+
+def test_a_sqlite_file_is_opened_in_wal_mode_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'tasks.db'}", lock_timeout=2)
+    try:
+        migrate(database)
+        with database.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 2000
+        # Foreign keys are enforced, not just declared: a tag of no task is refused.
+        with pytest.raises(IntegrityError), database.engine.begin() as conn:
+            conn.execute(text("INSERT INTO task_tags (task_pk, tag, owner_id) VALUES (4242, 'orphan', 'alice')"))
+    finally:
+        database.dispose()
+
+
+def test_reading_the_default_database_url_creates_nothing_and_opening_it_makes_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data" / "task-mcp"
+    monkeypatch.setattr("task_mcp.config.platformdirs.user_data_dir", lambda *a, **k: str(data_dir))
+    url = Settings(_env_file=None).sqlalchemy_url  # type: ignore[call-arg]
+    assert url == f"sqlite:///{data_dir / 'tasks.db'}"
+    assert not (tmp_path / "data").exists()  # a property has no side effects
+    database = Database(url)
+    try:
+        assert data_dir.is_dir()  # the default folder is made when the database is opened
+        migrate(database)
+    finally:
+        database.dispose()
