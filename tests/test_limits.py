@@ -270,7 +270,7 @@ async def test_an_unexpected_database_error_logs_no_sql_parameters(
         drop = "DROP TRIGGER refuse"
     else:
         trigger = [
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'refused by trigger'; END $$",
             "CREATE TRIGGER refuse BEFORE INSERT ON task_tags FOR EACH ROW EXECUTE FUNCTION refuse()",
         ]
