@@ -90,11 +90,10 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
+        # No side effect: the default folder is made when the database is opened (`db.make_engine`).
         if self.database_url:
             return self.database_url
-        data_dir = Path(platformdirs.user_data_dir("task-mcp", appauthor=False))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{data_dir / 'tasks.db'}"
+        return f"sqlite:///{default_data_dir() / 'tasks.db'}"
 
     @property
     def auth_base_url(self) -> str | None:
@@ -128,3 +127,8 @@ def load_settings(**overrides: object) -> Settings:
             raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
         field = str(first["loc"][0])
         raise ConfigError(f"TASK_MCP_{field.upper()}: {first['msg']}") from None
+
+
+def default_data_dir() -> Path:
+    """Where the default SQLite file lives: the user's data directory for task-mcp."""
+    return Path(platformdirs.user_data_dir("task-mcp", appauthor=False))

@@ -27,6 +27,8 @@ from tests.conftest import connect
 pytestmark = pytest.mark.anyio
 
 KIRITIMATI = "Pacific/Kiritimati"  # UTC+14
+# For tests refused before any storage is touched: one backend shows it as well as two.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PAGO_PAGO = "Pacific/Pago_Pago"  # UTC-11
 
 
@@ -293,6 +295,7 @@ async def test_priority_filter_keeps_tasks_having_any_of_the_given_priorities(us
         assert (await alice.page(priority=["urgent", "none"]))["total"] == 2
 
 
+@SQLITE_ONLY
 async def test_priority_filter_rejects_an_unknown_priority_naming_it(users):
     async with users("alice") as (alice,):
         message = await alice.list_error(priority=["critical"])
@@ -491,10 +494,15 @@ async def test_a_date_only_due_matches_when_its_day_overlaps_the_range(users):
             assert await alice.ids(**{bound: value}, timezone=timezone) == expected, (timezone, bound, value)
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("bound", ["due_before", "due_after"])
 async def test_a_bad_due_bound_is_invalid_argument_naming_it(users, bound):
     async with users("alice") as (alice,):
-        for value, words in [("2030-03-10T12:00:00", "offset"), ("next tuesday", "ISO 8601"), ("2030-02-30", "")]:
+        for value, words in [
+            ("2030-03-10T12:00:00", "offset"),
+            ("next tuesday", "ISO 8601"),
+            ("2030-02-30", "calendar date"),
+        ]:
             message = await alice.list_error(**{bound: value})
 
             assert message.startswith("invalid_argument:"), value
@@ -641,6 +649,7 @@ async def test_parent_filter_naming_another_users_task_is_not_found_and_leaks_no
     assert "bob" not in message
 
 
+@SQLITE_ONLY
 async def test_parent_filter_out_of_id_range_is_invalid_argument(users):
     async with users("alice") as (alice,):
         for value in (0, -1, 2**31):
@@ -928,6 +937,7 @@ async def test_a_truncated_cursor_is_invalid_argument(users):
             assert "cursor" in message, cut
 
 
+@SQLITE_ONLY
 async def test_an_overlong_cursor_is_invalid_argument(users):
     async with users("alice") as (alice,):
         message = await alice.list_error(cursor="x" * 501)
@@ -936,6 +946,7 @@ async def test_an_overlong_cursor_is_invalid_argument(users):
     assert "cursor" in message
 
 
+@SQLITE_ONLY
 async def test_a_limit_outside_1_to_100_is_invalid_argument_naming_limit(users):
     async with users("alice") as (alice,):
         for limit in (0, -1, 101, 1000):
@@ -1001,12 +1012,14 @@ async def test_a_cursor_carries_no_other_users_tasks(users):
 
         page = await alice.page(limit=1, cursor=bobs_cursor)
 
-    assert all(t["title"].startswith("a") for t in page["tasks"])
+    # Bob's position only says where to resume; the page holds Alice's next task, never Bob's.
+    assert [t["title"] for t in page["tasks"]] == ["a3"]
 
 
 # --- bad arguments --------------------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 async def test_an_unknown_timezone_is_invalid_argument(users):
     async with users("alice") as (alice,):
         for timezone in ["Mars/Olympus_Mons", "", "../../etc/passwd", "utc+2", "x" * 65]:
@@ -1016,6 +1029,7 @@ async def test_an_unknown_timezone_is_invalid_argument(users):
             assert "timezone" in message, timezone
 
 
+@SQLITE_ONLY
 async def test_an_unknown_argument_is_invalid_argument_naming_it(users):
     async with users("alice") as (alice,):
         message = await alice.list_error(stauts="open")
@@ -1024,6 +1038,7 @@ async def test_an_unknown_argument_is_invalid_argument_naming_it(users):
     assert "stauts" in message
 
 
+@SQLITE_ONLY
 async def test_a_malformed_argument_is_invalid_argument_naming_it(users):
     async with users("alice") as (alice,):
         for argument, value in [

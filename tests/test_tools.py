@@ -644,7 +644,8 @@ async def test_writes_purge_expired_deleted_tasks_without_a_scheduler(app, mint)
         await alice.ok("delete_task", task_id=1)
         clock.advance(days=7, seconds=1)
         app.service = TaskService(app.database, retention_days=7, clock=clock)  # a restarted server
-        await alice.ok("delete_task", task_id=2)  # this write purges task 1, deleted over 7 days ago
+        await alice.ok("delete_task", task_id=2)  # this write starts a purge of task 1, deleted over 7 days ago
+        app.database.wait_for_background()  # the purge runs on a thread of its own, after the answer
         await alice.fails("restore_task", "not_found", task_id=1)
         await alice.ok("restore_task", task_id=2)
 
