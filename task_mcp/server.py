@@ -113,13 +113,8 @@ class TaskMcp:
         self, settings: Settings, *, database: Database | None = None, verifier: JwtVerifier | None = None
     ) -> None:
         self.settings = settings
-        self.database = database or Database(
-            settings.sqlalchemy_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            lock_timeout=settings.db_lock_timeout_seconds,
-        )
-        self.service = TaskService(self.database, retention_days=settings.retention_days)
+        self.database = database or Database.from_settings(settings)
+        self.service = TaskService.from_settings(self.database, settings)
         self.verifier = verifier or JwtVerifier.from_settings(settings)
         self.credentials = StdioCredentials.from_settings(settings)
         self.stdio_identity = StdioIdentity(self.credentials, self.verifier)
