@@ -25,29 +25,18 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from task_mcp.auth import JwtVerifier
+from task_mcp.auth import META_KEY, JwtVerifier
 from task_mcp.config import Settings
 from task_mcp.credentials import SessionExchange
 from task_mcp.db import Database
 from task_mcp.errors import ConfigError, UnauthenticatedError
 from task_mcp.server import TaskMcp, create_http_app
-from tests.conftest import connect
+from tests.helpers import connect, ok, text
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest rewrites its asserts
     from tests.better_auth_fixture import BetterAuth
 
 pytest_plugins = ["tests.better_auth_fixture"]  # better_auth, other_better_auth, short_lived_better_auth
-META_KEY = "task-mcp/authorization"
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if c.type == "text")
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 def unauthenticated(result: CallToolResult) -> str:

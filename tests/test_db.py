@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
-from task_mcp.auth import JwtVerifier
+from task_mcp.auth import META_KEY, JwtVerifier
 from task_mcp.config import Settings, load_settings
 from task_mcp.db import (
     BUSY,
@@ -43,8 +43,8 @@ from task_mcp.errors import UnavailableError
 from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
-from tests.authkit import JwksServer
-from tests.conftest import POSTGRES_URL, TABLES, connect
+from task_mcp.testing import JwksServer
+from tests.helpers import POSTGRES_URL, TABLES, connect
 
 NEEDS_POSTGRES = "set TASK_MCP_TEST_POSTGRES_URL to run the PostgreSQL tests"
 
@@ -428,7 +428,7 @@ async def test_an_unreachable_database_answers_unavailable_with_what_to_do(
 ) -> None:
     settings = Settings(_env_file=None, database_url=url, better_auth_url=jwks.base_url)  # type: ignore[call-arg]
     app = TaskMcp(settings, verifier=JwtVerifier.from_settings(settings))
-    meta = {"task-mcp/authorization": mint("alice")}
+    meta = {META_KEY: mint("alice")}
     try:
         async with connect(app) as client:
             started = time.monotonic()
@@ -458,7 +458,7 @@ async def test_the_next_call_succeeds_after_the_servers_connections_were_termina
     url = make_url(postgres_url).update_query_dict({"application_name": name}).render_as_string(hide_password=False)
     settings = Settings(_env_file=None, database_url=url, better_auth_url=jwks.base_url)  # type: ignore[call-arg]
     app = TaskMcp(settings, verifier=JwtVerifier.from_settings(settings))
-    meta = {"task-mcp/authorization": mint("alice")}
+    meta = {META_KEY: mint("alice")}
     terminate = text(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"

@@ -18,13 +18,14 @@ from mcp import Client
 from mcp.types import CallToolResult
 from pydantic import SecretStr
 
+from task_mcp.auth import META_KEY
 from task_mcp.server import TaskMcp
-from tests.authkit import SigningKey, bad_tokens
-from tests.conftest import connect
+from task_mcp.testing import SigningKey, bad_tokens
+from tests.helpers import connect
 
 pytestmark = pytest.mark.anyio
 
-AUTH = "task-mcp/authorization"
+AUTH = META_KEY
 BAD_TOKEN_NAMES = sorted(bad_tokens(SigningKey.generate(), "http://127.0.0.1:1"))
 PATHS = ["meta_bearer", "meta_bare", "meta_over_valid_launch_token", "launch_token", "token_file"]
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from task_mcp.auth import META_KEY
 from task_mcp.server import TaskMcp
-from tests.conftest import connect
+from tests.helpers import connect
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
 
@@ -78,7 +79,7 @@ async def test_tools_list_fits_the_context_budget(app: TaskMcp) -> None:
 
 @pytest.mark.anyio
 async def test_a_page_of_twenty_tasks_fits_the_context_budget(app: TaskMcp, mint: Callable[..., str]) -> None:
-    meta = {"task-mcp/authorization": mint("alice")}
+    meta = {META_KEY: mint("alice")}
     # Typical agent-made tasks: a 40-50 character title, a due on some, two tags, a description
     # (which a compact page leaves out).
     items = [
@@ -103,7 +104,7 @@ async def test_a_page_of_twenty_tasks_fits_the_context_budget(app: TaskMcp, mint
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_whole_session_works_in_both_protocol_modes(app: TaskMcp, mint: Callable[..., str], mode: str) -> None:
-    meta = {"task-mcp/authorization": f"Bearer {mint('alice')}"}
+    meta = {META_KEY: f"Bearer {mint('alice')}"}
     async with connect(app, mode=mode) as client:
         created = await client.call_tool("create_task", {"title": "Water the plants"}, meta=meta)
         task_id = created.structured_content["task"]["id"]
