@@ -121,7 +121,8 @@ ODD_TEXT = st.lists(st.sampled_from(ODD_CHARS) | st.characters(), max_size=60).m
 LONG_TEXT = st.builds(
     lambda char, times: char * times, st.sampled_from(["a", "İ", " ", "ß", "🧪"]), st.integers(1, 9000)
 )
-STRINGS = ODD_TEXT | LONG_TEXT | st.sampled_from(["", " ", "buy milk", "Home", "none", "null"])
+NASTY = ["\ud800", "a\udfffb", "İ" * 40, "x\x00y", "e\u0301", "🧪" * 40, "İstanbul", "ß" * 40, " " * 201]
+STRINGS = st.sampled_from(NASTY) | ODD_TEXT | LONG_TEXT | st.sampled_from(["", " ", "buy milk", "Home", "none", "null"])
 
 
 def _two(n: int) -> str:
@@ -145,13 +146,17 @@ TIMES = st.builds(
     st.sampled_from(["", ".5", ".999999", ".0000001"]),
 )
 DATETIMES = st.builds(lambda d, t, o: f"{d}T{t}{o}", DATES, TIMES, OFFSETS | st.just(""))
-DUES = (
-    DATES
-    | DATETIMES
-    | st.sampled_from(
-        ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
-    )
-    | st.sampled_from(["", "today", "2026-12-01 16:00:00+00:00", "2026-W48", "2026-335", " 2026-12-01 "])
+EDGES = st.sampled_from(
+    [
+        *("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        *("0001-01-01", "9999-12-31", "0001-01-01T13:59:59-14:00", "9999-12-31T10:00:00+14:00"),
+    ]
+)
+DUES = st.one_of(
+    EDGES,  # the calendar's ends, where an offset or a zone pushes a value out of range
+    DATES,
+    DATETIMES,
+    st.sampled_from(["", "today", "2026-12-01 16:00:00+00:00", "2026-W48", "2026-335", " 2026-12-01 "]),
 )
 
 
