@@ -14,9 +14,9 @@ import pytest
 
 from task_mcp.auth import JwtVerifier, Principal
 from task_mcp.config import Settings
-from task_mcp.credentials import LaunchCredential, token_from_meta
+from task_mcp.credentials import META_KEY, LaunchCredential, token_from_meta
 from task_mcp.errors import UnauthenticatedError
-from tests.authkit import JwksServer, SigningKey, bad_tokens, claims_for
+from task_mcp.testing import JwksServer, SigningKey, bad_tokens, claims_for
 
 pytestmark = pytest.mark.anyio
 
@@ -366,7 +366,7 @@ def test_a_meta_credential_may_carry_the_bearer_prefix_or_not(value, token):
 def test_an_empty_or_non_string_meta_credential_is_rejected(value):
     with pytest.raises(UnauthenticatedError) as caught:
         token_from_meta(value)
-    assert "task-mcp/authorization" in caught.value.message
+    assert META_KEY in caught.value.message
 
 
 # ---- configuration that would leave tokens unchecked ---------------------------------------------

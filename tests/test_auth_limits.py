@@ -19,7 +19,7 @@ from task_mcp.auth import MAX_TOKEN_LENGTH, JwtVerifier
 from task_mcp.config import Settings
 from task_mcp.errors import UnauthenticatedError
 from task_mcp.fetch import MAX_JWKS_KEYS
-from tests.authkit import JWKS_PATH, SigningKey, claims_for
+from task_mcp.testing import JWKS_PATH, SigningKey, claims_for
 from tests.loopback import Loopback, Request
 
 pytestmark = pytest.mark.anyio

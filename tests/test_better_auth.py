@@ -27,29 +27,18 @@ from mcp.types import CallToolResult
 
 from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings
-from task_mcp.credentials import SessionExchange
+from task_mcp.credentials import META_KEY, SessionExchange
 from task_mcp.db import Database
 from task_mcp.errors import ConfigError, UnauthenticatedError
 from task_mcp.http import create_http_app
 from task_mcp.server import TaskMcp
-from tests.conftest import connect
+from tests.helpers import connect, ok, text
 from tests.loopback import Loopback, Request
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest rewrites its asserts
     from tests.better_auth_fixture import BetterAuth
 
 pytest_plugins = ["tests.better_auth_fixture"]  # better_auth, other_better_auth, short_lived_better_auth
-META_KEY = "task-mcp/authorization"
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if c.type == "text")
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 def unauthenticated(result: CallToolResult) -> str:

@@ -22,7 +22,7 @@ from task_mcp.db import Database
 from task_mcp.errors import TaskMcpError
 from task_mcp.models import TaskCreate, TaskUpdate
 from task_mcp.service import TaskService
-from tests.conftest import rows
+from tests.helpers import rows
 
 PROCESSES = 4
 Call = tuple[str, tuple[Any, ...]]  # a TaskService method name and its arguments

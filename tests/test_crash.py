@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from task_mcp.db import Database
-from tests.authkit import JwksServer
+from task_mcp.testing import JwksServer
 
 SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")

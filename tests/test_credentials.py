@@ -19,7 +19,7 @@ from mcp.types import CallToolResult
 
 from task_mcp.credentials import MAX_TOKEN_FILE_BYTES, LaunchCredential, SessionExchange
 from task_mcp.errors import UnauthenticatedError
-from tests.authkit import JWKS_PATH, SigningKey, claims_for
+from task_mcp.testing import JWKS_PATH, SigningKey, claims_for
 from tests.loopback import Loopback, Request
 
 TOKEN_PATH = "/api/auth/token"

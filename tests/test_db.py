@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings, load_settings
+from task_mcp.credentials import META_KEY
 from task_mcp.db import (
     BUSY,
     IN_DOUBT,
@@ -44,8 +45,8 @@ from task_mcp.errors import ConfigError, UnavailableError
 from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
-from tests.authkit import JwksServer
-from tests.conftest import POSTGRES_URL, TABLES, connect
+from task_mcp.testing import JwksServer
+from tests.helpers import POSTGRES_URL, TABLES, connect
 
 NEEDS_POSTGRES = "set TASK_MCP_TEST_POSTGRES_URL to run the PostgreSQL tests"
 
@@ -423,7 +424,7 @@ async def test_an_unreachable_database_answers_unavailable_with_what_to_do(
     url = "postgresql+psycopg://postgres@127.0.0.1:1/tasks"
     settings = Settings(_env_file=None, database_url=url, better_auth_url=jwks.base_url)  # type: ignore[call-arg]
     app = TaskMcp(settings, verifier=JwtVerifier.from_settings(settings))
-    meta = {"task-mcp/authorization": mint("alice")}
+    meta = {META_KEY: mint("alice")}
     try:
         async with connect(app) as client:
             with caplog.at_level(logging.DEBUG, logger="task_mcp.db"):
@@ -461,7 +462,7 @@ async def test_the_next_call_succeeds_after_the_servers_connections_were_termina
     url = make_url(postgres_url).update_query_dict({"application_name": name}).render_as_string(hide_password=False)
     settings = Settings(_env_file=None, database_url=url, better_auth_url=jwks.base_url)  # type: ignore[call-arg]
     app = TaskMcp(settings, verifier=JwtVerifier.from_settings(settings))
-    meta = {"task-mcp/authorization": mint("alice")}
+    meta = {META_KEY: mint("alice")}
     terminate = text(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"

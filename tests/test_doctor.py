@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from task_mcp.cli import main
 from task_mcp.db import Database, head_revision
-from tests.authkit import JwksServer, SigningKey, claims_for
+from task_mcp.testing import JwksServer, SigningKey, claims_for
 from tests.loopback import Loopback, Request
 
 Doctor = Callable[..., tuple[int, str]]

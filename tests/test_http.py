@@ -26,15 +26,16 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult
 
 from task_mcp.config import Settings
+from task_mcp.credentials import META_KEY
 from task_mcp.errors import UnauthenticatedError
 from task_mcp.http import BearerIdentity, BearerTokenVerifier, PrincipalAccessToken, create_http_app
 from task_mcp.server import TaskMcp
-from tests.authkit import JwksServer, SigningKey, bad_tokens
+from task_mcp.testing import JwksServer, SigningKey, bad_tokens
+from tests.helpers import error as error_text
+from tests.helpers import ok
 
-META_KEY = "task-mcp/authorization"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 METADATA_PATH = "/.well-known/oauth-protected-resource/mcp"
 
@@ -145,19 +146,6 @@ async def raw_post(
     sent.update(headers or {})
     async with httpx2.AsyncClient(timeout=30) as http:
         return await http.post(url, json=body, headers=sent)
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error_text(result: CallToolResult, code: str) -> str:
-    assert result.is_error, result.structured_content
-    text = result.content[0].text  # type: ignore[union-attr]
-    assert text.startswith(f"{code}: "), text
-    return text
 
 
 async def titles(url: str, token: str) -> list[str]:

@@ -18,13 +18,14 @@ from mcp import Client
 from mcp.types import CallToolResult
 from pydantic import SecretStr
 
+from task_mcp.credentials import META_KEY
 from task_mcp.server import TaskMcp
-from tests.authkit import bad_tokens, claims_for
-from tests.conftest import connect, rows
+from task_mcp.testing import bad_tokens
+from tests.helpers import connect, rows
 
 pytestmark = pytest.mark.anyio
 
-AUTH = "task-mcp/authorization"
+AUTH = META_KEY
 BAD_TOKEN_NAMES = [
     "alg_none", "empty_sub", "expired", "garbage", "hs256_with_public_key", "missing_sub",
     "not_yet_valid", "tampered_payload", "unknown_kid", "wrong_audience", "wrong_issuer",

@@ -22,7 +22,7 @@ from task_mcp.db import Database, migrate
 from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
-from tests.conftest import connect
+from tests.helpers import connect
 
 AUTH = "task-mcp/authorization"
 

@@ -13,16 +13,14 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from mcp import Client
 from mcp.types import CallToolResult
 
 from task_mcp.server import TaskMcp
-from tests.conftest import connect
+from tests.helpers import Caller, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -39,68 +37,20 @@ def text_of(result: CallToolResult) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
-@dataclass
-class User:
-    """One user talking to the server through a shared in-memory MCP client."""
-
-    client: Client
-    token: str
-
-    async def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        meta = {"task-mcp/authorization": f"Bearer {self.token}"}
-        return await self.client.call_tool(tool, arguments, meta=meta)
-
-    async def ok(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await self.call(tool, arguments)
-        assert not result.is_error, text_of(result)
-        assert result.structured_content is not None
-        return result.structured_content
-
-    async def error(self, tool: str, arguments: dict[str, Any]) -> str:
-        result = await self.call(tool, arguments)
-        assert result.is_error, result.structured_content
-        return text_of(result)
-
-    async def add(self, title: str, **fields: Any) -> dict[str, Any]:
-        return (await self.ok("create_task", {"title": title, **fields}))["task"]
-
-    async def add_many(self, *items: str | dict[str, Any]) -> list[dict[str, Any]]:
-        tasks = [{"title": item} if isinstance(item, str) else item for item in items]
-        return (await self.ok("create_tasks", {"tasks": tasks}))["tasks"]
-
-    async def update(self, task_id: int, **changes: Any) -> dict[str, Any]:
-        return (await self.ok("update_task", {"task_id": task_id, **changes}))["task"]
-
-    async def complete(self, task_id: int) -> None:
-        await self.ok("complete_task", {"task_id": task_id})
-
-    async def delete(self, task_id: int) -> None:
-        await self.ok("delete_task", {"task_id": task_id})
-
-    async def page(self, **query: Any) -> dict[str, Any]:
-        return await self.ok("list_tasks", query)
-
-    async def ids(self, **query: Any) -> list[int]:
-        return [task["id"] for task in (await self.page(**query))["tasks"]]
-
-    async def list_error(self, **query: Any) -> str:
-        return await self.error("list_tasks", query)
-
-
 @pytest.fixture
 def users(app: TaskMcp, mint: Callable[..., str]) -> Callable[..., Any]:
     """`async with users("alice", "bob") as (alice, bob):` — one client, a token per user."""
 
     @asynccontextmanager
-    async def open_users(*names: str) -> AsyncIterator[tuple[User, ...]]:
+    async def open_users(*names: str) -> AsyncIterator[tuple[Caller, ...]]:
         async with connect(app) as client:
-            yield tuple(User(client, mint(name)) for name in names)
+            yield tuple(Caller(client, mint(name)) for name in names)
 
     return open_users
 
 
 async def walk(
-    user: User, query: dict[str, Any], between: Callable[[list[int]], Awaitable[None]] | None = None
+    user: Caller, query: dict[str, Any], between: Callable[[list[int]], Awaitable[None]] | None = None
 ) -> list[int]:
     """Every id of every page, in order; `between(seen)` runs after each page but the last."""
     seen: list[int] = []
@@ -160,7 +110,7 @@ MIXED_ORDER = {
 }
 
 
-async def add_mixed(user: User) -> None:
+async def add_mixed(user: Caller) -> None:
     await user.add_many(*MIXED[:6])
     for item in MIXED[6:]:
         await user.add(**item)

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from task_mcp.config import Settings
+from task_mcp.credentials import META_KEY
 from task_mcp.server import TaskMcp
-from tests.conftest import connect
+from tests.helpers import connect
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
 
@@ -118,7 +119,7 @@ async def test_tools_list_fits_the_context_budget(app: TaskMcp) -> None:
 async def test_a_page_of_twenty_tasks_fits_the_context_budget_one_line_per_task(
     app: TaskMcp, mint: Callable[..., str]
 ) -> None:
-    meta = {"task-mcp/authorization": mint("alice")}
+    meta = {META_KEY: mint("alice")}
     # DESIGN's fixture: titles of 60 characters, 3 tags, a due, a priority, a description (which a
     # compact page leaves out); more tasks than a page, so the answer carries a cursor too.
     items = [
@@ -186,7 +187,7 @@ async def test_a_write_whose_answer_fails_after_its_commit_does_not_say_nothing_
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_whole_session_works_in_both_protocol_modes(app: TaskMcp, mint: Callable[..., str], mode: str) -> None:
-    meta = {"task-mcp/authorization": f"Bearer {mint('alice')}"}
+    meta = {META_KEY: f"Bearer {mint('alice')}"}
     async with connect(app, mode=mode) as client:
         created = await client.call_tool("create_task", {"title": "Water the plants"}, meta=meta)
         task_id = created.structured_content["task"]["id"]

@@ -20,7 +20,7 @@ from task_mcp.errors import ConflictError, InvalidArgumentError, NotFoundError
 from task_mcp.models import TASKS, TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.server import TaskMcp
 from task_mcp.service import PURGE_BATCH, TaskService
-from tests.conftest import rows
+from tests.helpers import rows
 
 # --- helpers ----------------------------------------------------------------------------------------
 
