@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from task_mcp.credentials import META_KEY
 from task_mcp.server import TaskMcp
-from task_mcp.testing import bad_tokens
+from task_mcp.testing import bad_tokens, claims_for
 from tests.helpers import connect, rows
 
 pytestmark = pytest.mark.anyio
