@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
+import task_mcp.service.store as store
 from task_mcp.db import Database
 from task_mcp.errors import ConflictError, InvalidArgumentError, NotFoundError
 from task_mcp.models import (
@@ -31,7 +32,6 @@ from task_mcp.models import (
     fold,
     task_out,
 )
-from task_mcp.service import store
 from task_mcp.service.listing import TaskList, TaskPage
 from task_mcp.service.store import PURGE_BATCH
 
