@@ -146,8 +146,13 @@ def fold(value: str | None) -> str:
 
 
 def _no_nul(value: str) -> str:
+    """Text both databases can store: no NUL, and valid Unicode (JSON may carry a lone surrogate)."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate code point)") from None
     return value
 
 

@@ -209,7 +209,7 @@ def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneIn
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint:
+    if not isinstance(data, dict) or data.get("f") != fingerprint or "k" not in data:
         raise bad
     # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
     key, number = data.get("k"), data.get("n")
