@@ -7,6 +7,7 @@ JWKS, tokens) is `task_mcp.testing`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -142,3 +143,16 @@ class Caller:
 def new_task(n: int, **fields: Any) -> dict[str, Any]:
     """The arguments of a deterministic task number `n`."""
     return {"title": f"Task {n}", **fields}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)

@@ -24,11 +24,6 @@ ALL_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def key() -> SigningKey:
     return SigningKey.generate("EdDSA")
 

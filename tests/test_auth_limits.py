@@ -28,11 +28,6 @@ MB = 1_000_000
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def key() -> SigningKey:
     return SigningKey.generate("EdDSA")
 

@@ -26,11 +26,6 @@ TOKEN_PATH = "/api/auth/token"
 MB = 1_000_000
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def text_of(result: CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if c.type == "text")
 

@@ -494,6 +494,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def _wait_healthy(url: str, proc: subprocess.Popen[str], tries: int, why: Callable[[], str]) -> None:
+    """Poll `/healthz` of a `task-mcp serve --transport http` process until it answers 200."""
+    async with httpx2.AsyncClient(timeout=5) as http:
+        for _ in range(tries):
+            try:
+                if (await http.get(url + "/healthz")).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            assert proc.poll() is None, why()
+            await anyio.sleep(0.05)
+
+
 @pytest.mark.anyio
 async def test_task_mcp_serve_http_runs_uvicorn_and_logs_to_stderr(
     jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
@@ -508,15 +521,7 @@ async def test_task_mcp_serve_http_runs_uvicorn_and_logs_to_stderr(
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        async with httpx2.AsyncClient(timeout=5) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get(url + "/healthz")).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert proc.poll() is None, proc.communicate()[1]
-                await anyio.sleep(0.05)
+        await _wait_healthy(url, proc, 300, lambda: proc.communicate()[1])
         async with connect(url + "/mcp", token) as client:
             ok(await client.call_tool("create_task", {"title": "served by the CLI"}))
     finally:
@@ -572,15 +577,7 @@ async def test_requests_that_never_finish_are_closed_while_valid_calls_go_throug
     slow: list[socket.socket] = []
     try:
         url = f"http://127.0.0.1:{port}"
-        async with httpx2.AsyncClient(timeout=5) as http:
-            for _ in range(600):
-                try:
-                    if (await http.get(url + "/healthz")).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert proc.poll() is None, log.read_text()
-                await anyio.sleep(0.05)
+        await _wait_healthy(url, proc, 600, log.read_text)
         # Warm the server's key cache first, so that the call under test depends on nothing but the
         # server itself (a JWKS fetch that fails on a loaded machine is another test's subject).
         for _ in range(20):
@@ -682,15 +679,7 @@ async def test_serve_http_with_two_workers_serves_one_port_from_two_processes(
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        async with httpx2.AsyncClient(timeout=5) as http:
-            for _ in range(1200):
-                try:
-                    if (await http.get(url + "/healthz")).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert proc.poll() is None, proc.communicate()[1]
-                await anyio.sleep(0.05)
+        await _wait_healthy(url, proc, 1200, lambda: proc.communicate()[1])
         async with connect(url + "/mcp", token) as client:
             for i in range(6):
                 ok(await client.call_tool("create_task", {"title": f"task {i}"}))

@@ -20,20 +20,9 @@ from task_mcp.errors import ConflictError, InvalidArgumentError, NotFoundError
 from task_mcp.models import TASKS, TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.server import TaskMcp
 from task_mcp.service import PURGE_BATCH, TaskService
-from tests.helpers import rows
+from tests.helpers import Clock, rows
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
-from tests.helpers import Caller, connect, new_task
+from tests.helpers import Caller, Clock, connect, new_task
 
 pytestmark = pytest.mark.anyio
 
@@ -31,19 +31,6 @@ WRITE_TOOLS = ("create_task", "create_tasks", "update_task", "complete_task", "d
 async def users(app: TaskMcp, mint: Callable[..., str], *names: str) -> AsyncIterator[list[Caller]]:
     async with connect(app) as client:
         yield [Caller(client, mint(name)) for name in names]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 # --- create_task ----------------------------------------------------------------------------------
