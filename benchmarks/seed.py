@@ -128,6 +128,10 @@ SELECT 'user-' || lpad((i % :users)::text, 3, '0'), i / :users + 1,
 FROM generate_series(0, :total - 1) AS i
 """
 
+# The text search compares case-folded copies; the seed's titles and descriptions are ASCII, where
+# lower() is the same fold as task_mcp.models.fold.
+_FOLD = "UPDATE tasks SET title_folded = lower(title), description_folded = coalesce(lower(description), '')"
+
 # One task_tags row per tag in the `tags` column (at most two here).
 _TAG_ROWS = """
 INSERT INTO task_tags (task_pk, tag, owner_id)
@@ -155,6 +159,7 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
             conn.execute("PRAGMA cache_size = -400000")  # 400 MB: keeps the index inserts in memory
             conn.execute("BEGIN")
             conn.execute(f"INSERT INTO tasks ({_COLUMNS}) {_SQLITE_ROWS}", {"total": total, "users": users})
+            conn.execute(_FOLD)
             conn.execute(_TAG_ROWS)
             conn.execute(_COUNTERS)
             conn.execute("COMMIT")
@@ -176,6 +181,7 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
             # No foreign-key checks while seeding: the rows are consistent by construction.
             conn.execute(text("SET LOCAL session_replication_role = replica"))
             conn.execute(text(f"INSERT INTO tasks ({_COLUMNS}) {_PG_ROWS}"), {"total": total, "users": users})
+            conn.execute(text(_FOLD))
             conn.execute(text(_TAG_ROWS))
             conn.execute(text(_COUNTERS))
             conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
