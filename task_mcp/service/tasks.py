@@ -93,8 +93,8 @@ class TaskService:
             UnavailableError: the database stayed busy or unreachable.
         """
         who = Caller.of(caller)
+        self.members.record(who)  # first: a token that dropped an organization leaves it even when refused
         ws = resolve(who, workspace)
-        self.members.record(who)
         ws.allow(who, action)
         return ws
 
@@ -106,7 +106,8 @@ class TaskService:
             NotFoundError, ForbiddenError, UnavailableError: as `workspace`.
         """
         who = Caller.of(caller)
-        named = self.workspace(who, workspace) if workspace is not None else None
+        ws = self.workspace(who, workspace)  # records the caller, checks the read scope
+        named = ws if workspace is not None else None
         return self._db.read(lambda conn: self.members.describe(conn, who, named))
 
     # --- reads ----------------------------------------------------------------------------------
