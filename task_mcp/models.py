@@ -179,7 +179,15 @@ def fold(value: str | None) -> str:
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no database can store it
+            raise ValueError("must be valid Unicode text; it holds a lone surrogate") from None
     return value
+
+
+no_nul = _no_nul  # the same check for other modules' strings (workspace names)
 
 
 def _check_timezone(value: str) -> str:

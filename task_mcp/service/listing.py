@@ -216,8 +216,8 @@ def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneIn
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint:
-        raise bad
+    if not isinstance(data, dict) or data.get("f") != fingerprint or "k" not in data:
+        raise bad  # "k" may be null (an undated task under sort=due), never missing
     # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
     key, number = data.get("k"), data.get("n")
     if type(number) is not int or not 0 < number < 2**31:

@@ -17,19 +17,12 @@ from pydantic import Field as PField
 
 from task_mcp.config import Toolset
 from task_mcp.errors import InvalidArgumentError
-from task_mcp.models import TaskOut
+from task_mcp.models import TaskOut, no_nul
 from task_mcp.service import TaskService
 from task_mcp.service.workspaces import Caller
 
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 WorkspaceName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(_no_nul)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(no_nul)
 ]
 
 
