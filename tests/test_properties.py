@@ -50,7 +50,8 @@ class Session:
         return examples if self.backend == "sqlite" else max(10, examples // 4)
 
     def call(self, tool: str, arguments: dict[str, Any], user: str = "alice") -> CallToolResult:
-        return self.portal.call(lambda: self.client.call_tool(tool, arguments, meta=bearer(self.mint(user))))
+        token = self.mint(user, organizations=ORGANIZATIONS)
+        return self.portal.call(lambda: self.client.call_tool(tool, arguments, meta=bearer(token)))
 
     def problem(self, tool: str, arguments: dict[str, Any], user: str = "alice") -> str | None:
         """What breaks the property in this call's answer (an `internal` answer, an ERROR logged), if anything."""
@@ -71,6 +72,13 @@ class Session:
 
 
 SORTS = ("created", "due", "priority", "updated")
+# Every caller is a member of one organization and a viewer of another, so generated `workspace`
+# arguments reach both roles, and the slug "personal" of an organization reached by its id.
+ORGANIZATIONS = [
+    {"id": "org-acme", "slug": "acme", "role": "member"},
+    {"id": "org-view", "slug": "view", "role": "viewer, guest"},
+    {"id": "org-odd", "slug": "personal", "role": "owner"},
+]
 CURSOR_ZONES = ("UTC", "Asia/Tokyo", "Pacific/Kiritimati", "Pacific/Pago_Pago")
 SEED_DUES = ("2026-12-01", "2026-12-01T16:00:00Z", None, "2030-01-01T23:30:00-09:00", "1999-12-31", None)
 
@@ -180,6 +188,8 @@ ZONES = st.sampled_from(ZONE_NAMES) | st.sampled_from(ZONE_ODDITIES) | ODD_TEXT
 TAGS = st.lists(STRINGS, max_size=22) | st.lists(st.sampled_from(["İ" * 40, "ß" * 40, "ﬁ" * 21, "A" * 40, "x" * 41]))
 IDS = st.integers(-3, 40) | st.sampled_from([0, 2**31 - 1, 2**31, 2**63, -(2**63)])
 PRIORITY = st.sampled_from(["none", "low", "medium", "high", "urgent", "URGENT", "critical", ""])
+WORKSPACES = st.sampled_from(["personal", "acme", "org-acme", "view", "org-odd", "nowhere", "", " acme "]) | STRINGS
+ASSIGNEES = st.sampled_from(["me", "alice", "ALICE@example.com", "none", "bob", "bob@example.com", "@", ""]) | STRINGS
 
 
 def arguments(
@@ -202,14 +212,16 @@ TASK_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "due": DUES | st.none(),
     "tags": TAGS,
     "parent_id": IDS | st.none(),
+    "assignee": ASSIGNEES | st.none(),
 }
 OPTIONAL_TASK_FIELDS = {k: v for k, v in TASK_FIELDS.items() if k != "title"}
-CREATE = arguments({"title": STRINGS}, **OPTIONAL_TASK_FIELDS, idempotency_key=STRINGS)
+CREATE = arguments({"title": STRINGS}, **OPTIONAL_TASK_FIELDS, idempotency_key=STRINGS, workspace=WORKSPACES)
 UPDATE_FIELDS = {
     **TASK_FIELDS,
     "status": st.sampled_from(["open", "completed", "deleted", "all", ""]),
-    "clear": st.lists(st.sampled_from(["description", "due", "parent_id", "title", "tags"]), max_size=4),
+    "clear": st.lists(st.sampled_from(["description", "due", "parent_id", "assignee", "title", "tags"]), max_size=5),
     "expected_version": IDS,
+    "workspace": WORKSPACES,
 }
 QUERY = arguments(
     status=st.sampled_from(["open", "completed", "all", "deleted", ""]),
@@ -225,6 +237,8 @@ QUERY = arguments(
     cursor=STRINGS,
     include_description=st.booleans(),
     timezone=ZONES,
+    assignee=ASSIGNEES,
+    workspace=WORKSPACES,
 )
 
 
@@ -253,7 +267,7 @@ def test_list_tasks_answers_any_query_without_internal_errors(session: Session):
 
 def test_get_task_answers_any_id_without_internal_errors(session: Session):
     @settings_for(session, 60)
-    @given(args=arguments({"task_id": IDS}))
+    @given(args=arguments({"task_id": IDS}, workspace=WORKSPACES))
     def check(args: dict[str, Any]) -> None:
         session.answer("get_task", args)
 
@@ -271,7 +285,7 @@ def test_create_task_answers_any_arguments_without_internal_errors(session: Sess
 
 def test_create_tasks_answers_any_batch_without_internal_errors(session: Session):
     items = st.lists(arguments({"title": STRINGS}, **OPTIONAL_TASK_FIELDS), min_size=0, max_size=4)
-    batch = arguments({"tasks": items}, idempotency_key=STRINGS)
+    batch = arguments({"tasks": items}, idempotency_key=STRINGS, workspace=WORKSPACES)
 
     @settings_for(session, 100)
     @given(args=batch)
@@ -295,7 +309,7 @@ def test_update_task_answers_any_change_without_internal_errors(session: Session
 @pytest.mark.parametrize("tool", ["complete_task", "delete_task", "restore_task"])
 def test_the_task_id_tools_answer_any_id_without_internal_errors(session: Session, tool: str):
     @settings_for(session, 60)
-    @given(args=arguments({"task_id": IDS}, expected_version=IDS), fresh=st.booleans())
+    @given(args=arguments({"task_id": IDS}, expected_version=IDS, workspace=WORKSPACES), fresh=st.booleans())
     def check(args: dict[str, Any], fresh: bool) -> None:
         if fresh:
             task_id = session.new_task()
@@ -303,6 +317,15 @@ def test_the_task_id_tools_answer_any_id_without_internal_errors(session: Sessio
                 ok(session.call("delete_task", {"task_id": task_id}))
             args = {**args, "task_id": task_id}
         session.answer(tool, args)
+
+    check()
+
+
+def test_list_workspaces_answers_any_workspace_without_internal_errors(session: Session):
+    @settings_for(session, 60)
+    @given(args=arguments(workspace=WORKSPACES))
+    def check(args: dict[str, Any]) -> None:
+        session.answer("list_workspaces", args)
 
     check()
 
