@@ -128,9 +128,12 @@ SELECT 'user-' || lpad((i % :users)::text, 3, '0'), i / :users + 1,
 FROM generate_series(0, :total - 1) AS i
 """
 
-# The text search compares case-folded copies; the seed's titles and descriptions are ASCII, where
-# lower() is the same fold as task_mcp.models.fold.
-_FOLD = "UPDATE tasks SET title_folded = lower(title), description_folded = coalesce(lower(description), '')"
+# Columns the service derives: the case-folded copies the text search compares (the seed's text is
+# ASCII, where lower() is the same fold as task_mcp.models.fold) and the creator (the list's owner).
+_FOLD = (
+    "UPDATE tasks SET title_folded = lower(title), description_folded = coalesce(lower(description), ''), "
+    "created_by = owner_id"
+)
 
 # One task_tags row per tag in the `tags` column (at most two here).
 _TAG_ROWS = """
