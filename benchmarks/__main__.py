@@ -29,10 +29,10 @@ import anyio
 import psycopg
 
 from benchmarks import growth, http, stdio, verification
-from benchmarks.auth import better_auth_stand_in
 from benchmarks.report import Row, header, machine, save, table
 from benchmarks.seed import USER, bulk_seed, seed_with_service, user_id
 from task_mcp.db import Database, migrate
+from task_mcp.testing import JwksServer, SigningKey
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DATABASE = "task_mcp_bench"
@@ -120,8 +120,9 @@ async def section(title: str, notes: list[str], measure: Callable[[], Any]) -> A
 
 
 async def run_all(tmp: Path, pg_version: str | None, rows: list[Row], notes: list[str]) -> None:
-    with better_auth_stand_in() as stand_in:
-        token = stand_in.mint(USER)
+    # One key per algorithm the verification benchmark compares, behind one loopback JWKS.
+    with JwksServer([SigningKey.generate(alg) for alg in verification.ALGORITHMS]) as stand_in:
+        token = stand_in.mint(USER, lifetime=3600)
         sqlite_pair = growth_pair(lambda schema: f"sqlite:///{tmp / f'growth-{schema}.db'}")
         pg_seed = None
         if pg_version:  # seeded in the PostgreSQL server's process while this one seeds SQLite

@@ -26,10 +26,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from benchmarks.auth import BetterAuthStandIn
 from benchmarks.report import Row
 from benchmarks.stats import verdict
 from benchmarks.stdio import ROOT, _checked
+from task_mcp.testing import JwksServer
 
 CLIENTS = 8
 WINDOW = 4.0  # seconds per measurement window
@@ -45,9 +45,9 @@ def _free_port() -> int:
 
 
 def _has_http_transport() -> bool:
-    import task_mcp.server
+    import task_mcp.http
 
-    return hasattr(task_mcp.server, "create_http_app")
+    return hasattr(task_mcp.http, "create_http_app")
 
 
 @contextmanager
@@ -119,7 +119,7 @@ def _mixed(client: Client, rng: random.Random, counter: Iterator[int]) -> Callab
     return call
 
 
-async def throughput(database_url: str, stand_in: BetterAuthStandIn, token: str) -> tuple[list[Row], str | None]:
+async def throughput(database_url: str, stand_in: JwksServer, token: str) -> tuple[list[Row], str | None]:
     if not _has_http_transport():
         # TODO: runs once task_mcp.server.create_http_app and `task-mcp serve --transport http` exist.
         return [Row(SECTION, "mixed list/create/update vs no-op", "skipped", target="≥ 0.7x",

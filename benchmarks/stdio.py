@@ -25,9 +25,9 @@ from mcp.types import CallToolResult
 from benchmarks.report import Row
 from benchmarks.seed import TAG
 from benchmarks.stats import median, p50, p99, verdict
+from task_mcp.credentials import META_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-META_KEY = "task-mcp/authorization"
 
 WARMUP = 20  # calls of each kind before measuring
 ROUNDS = 20  # interleaved rounds; in each, every operation runs one batch beside one no-op batch

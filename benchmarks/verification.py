@@ -7,23 +7,24 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.auth import ALGORITHMS, BetterAuthStandIn
 from benchmarks.report import Row
 from benchmarks.stats import p50, verdict
 from task_mcp.auth import JwtVerifier
+from task_mcp.testing import JwksServer
 
+ALGORITHMS = ("EdDSA", "ES256", "RS256")
 ROUNDS = 20
 BATCH = 100
 
 
-async def verification(stand_in: BetterAuthStandIn, noop_p50: float) -> list[Row]:
+async def verification(stand_in: JwksServer, noop_p50: float) -> list[Row]:
     verifier = JwtVerifier(
-        jwks_url=f"{stand_in.base_url}/api/auth/jwks",
+        jwks_url=stand_in.url,
         issuer=stand_in.base_url,
         audience=stand_in.base_url,
         algorithms=ALGORITHMS,
     )
-    tokens = {alg: stand_in.mint("user-000", alg) for alg in ALGORITHMS}
+    tokens = {alg: stand_in.mint("user-000", alg, lifetime=3600) for alg in ALGORITHMS}
     try:
         for token in tokens.values():  # fetch the JWKS once, warm up
             for _ in range(BATCH):

@@ -6,11 +6,16 @@ signature, `exp`/`nbf`, `iss`, `aud` and the algorithm allow-list are checked on
 
 Key cache rules (`cache_seconds`, `cooldown_seconds`):
 - a token whose `kid` is in a fresh cache verifies without network I/O;
-- after `cache_seconds` the next verification refetches; a successful fetch replaces the set,
-  a failed one keeps the stale keys working (a JWKS outage does not log anyone out);
+- after `cache_seconds` a token whose `kid` is cached still verifies at once with the stale key
+  while one refresh runs in the background; a successful fetch replaces the set, a failed one
+  keeps the stale keys working (a JWKS outage, or a JWKS that hangs, does not log anyone out);
 - an unknown `kid` refetches at most once per `cooldown_seconds`, and so does any retry after a
   failed fetch; the first fetch ever is never delayed;
 - concurrent verifications that need a fetch share one (single flight).
+
+What Better Auth answers is read as a stream and cut at its size limit (`MAX_JWKS_BYTES`), a
+redirect is followed only within the same origin, and a JWKS may hold at most `MAX_JWKS_KEYS`
+keys (Better Auth publishes one per rotation still in its grace period: a handful).
 
 Where a token comes from on stdio is `credentials.py`.
 
@@ -19,6 +24,8 @@ This module knows nothing about MCP; `server.py` adapts it to the SDK's `TokenVe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -27,18 +34,22 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from task_mcp.errors import UnauthenticatedError
+from task_mcp.fetch import FetchError, Key, describe_fetch_error, fetch_limited, parse_jwks, plain_http_on_network
 
 if TYPE_CHECKING:
     from task_mcp.config import Settings
 
 log = logging.getLogger(__name__)
 
-META_KEY = "task-mcp/authorization"
+READ_SCOPE = "tasks:read"
+WRITE_SCOPE = "tasks:write"
+SCOPES = (READ_SCOPE, WRITE_SCOPE)
 MAX_TOKEN_LENGTH = 16_384
 MAX_JWKS_BYTES = 1_000_000
 
@@ -51,11 +62,12 @@ _KEY_TYPES: dict[str, tuple[type, str | None]] = {
     "PS256": (rsa.RSAPublicKey, None),
 }
 
+MAX_SUB_LENGTH = 255
+
 _FRESH = (
     "Get a fresh JWT from Better Auth (GET /api/auth/token) and set it in "
     "TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE or the request's _meta."
 )
-_META_HINT = "with a JWT from Better Auth (GET /api/auth/token), or leave the key out to use the launch token."
 
 # What the model and the user read, per reason. Never a token or a claim value, only configuration.
 _MESSAGES = {
@@ -63,6 +75,10 @@ _MESSAGES = {
     "Set TASK_MCP_BETTER_AUTH_URL (or TASK_MCP_JWKS_URL) and restart the server.",
     "malformed": "The token is not a well-formed JWT (three base64url parts separated by dots). "
     "Send the JWT itself, not a session token or cookie. " + _FRESH,
+    "too_large": f"The token is longer than {MAX_TOKEN_LENGTH} characters, far more than a Better Auth JWT: "
+    "send the JWT itself, not a file or a whole response. " + _FRESH,
+    "crit": "The token's header names a critical extension (crit) that this server does not support, so it "
+    "cannot be accepted. Better Auth's JWT plugin does not set crit: " + _FRESH,
     "algorithm": "The token is signed with an algorithm this server does not accept (accepted: {algs}). "
     "Get a JWT from the configured Better Auth server, or set TASK_MCP_ALGORITHMS to the algorithm "
     "of its jwks.keyPairConfig.",
@@ -83,12 +99,11 @@ _MESSAGES = {
     "audience": "The token is meant for a different audience than this server ({audience}). Get a JWT "
     "for this server, or set TASK_MCP_AUDIENCE to the audience your tokens carry.",
     "missing_claim": "The token lacks the required '{claim}' claim. " + _FRESH,
-    "bad_sub": "The token's 'sub' claim (the user id) is empty or not a string. " + _FRESH,
-    "bad_scope": "The token's 'scope' claim is neither a space-separated string nor a list of strings. " + _FRESH,
+    "bad_sub": f"The token's 'sub' claim (the user id) is empty, not a string, or longer than {MAX_SUB_LENGTH} "
+    "characters. " + _FRESH,
+    "bad_scope": "The token's 'scope' claim is neither a space-separated string nor a list of strings "
+    "(null included). " + _FRESH,
     "invalid": "The token's contents are malformed (a claim has the wrong type or format). " + _FRESH,
-    "meta_type": f'The request\'s _meta["{META_KEY}"] must be a string: "Bearer <jwt>" or the bare JWT. '
-    "Put one there " + _META_HINT,
-    "meta_empty": f'The request\'s _meta["{META_KEY}"] is empty. Put "Bearer <jwt>" there ' + _META_HINT,
 }
 
 # PyJWT's verdicts, most specific first (InvalidSignatureError is a DecodeError, for one).
@@ -99,6 +114,7 @@ _DECODE_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidAudienceError, "audience"),
     (jwt.MissingRequiredClaimError, "missing_claim"),
     (jwt.InvalidSignatureError, "signature"),
+    (jwt.exceptions.InvalidSubjectError, "bad_sub"),
     (jwt.PyJWTError, "invalid"),
 )
 
@@ -122,24 +138,26 @@ class Principal:
         return self.scopes is None or scope in self.scopes
 
 
-@dataclass(frozen=True)
-class _Key:
-    declared_alg: str | None  # the JWK's own `alg`, if it names one
-    key: Any  # a cryptography public key
+def _curve_of(key: object) -> str | None:
+    return key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
 
 
-def _parse_scopes(value: object) -> frozenset[str] | None:
-    if value is None:
-        return None
+def _parse_scopes(claims: Mapping[str, Any]) -> frozenset[str] | None:
+    if "scope" not in claims:
+        return None  # a plain Better Auth JWT: limited only by the workspace role
+    value = claims["scope"]
     if isinstance(value, str):
         return frozenset(value.split())
     if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
         return frozenset(item for item in value if item.strip())
-    raise reject("bad_scope")
+    raise reject("bad_scope")  # null included: a scope claim that is there must say what it grants
 
 
 class JwtVerifier:
-    """Verifies Better Auth JWTs against the JWKS at `jwks_url`; safe to share across tasks."""
+    """Verifies Better Auth JWTs against the JWKS at `jwks_url`; safe to share across tasks.
+
+    With a JWKS, `issuer` and `audience` are required: a token is never accepted without both checks.
+    """
 
     def __init__(
         self,
@@ -156,6 +174,8 @@ class JwtVerifier:
         unsupported = [alg for alg in algorithms if alg not in _KEY_TYPES]
         if unsupported or not algorithms:
             raise ValueError(f"algorithms must be a non-empty subset of {sorted(_KEY_TYPES)}")
+        if jwks_url and (not issuer or not audience):
+            raise ValueError("a verifier with a JWKS needs both an issuer and an audience to check")
         self.jwks_url = jwks_url
         self.issuer = issuer
         self.audience = audience
@@ -164,7 +184,7 @@ class JwtVerifier:
         self._cache_seconds = cache_seconds
         self._cooldown = cooldown_seconds
         self._timeout = timeout_seconds
-        self._keys: dict[str, _Key] | None = None  # None until the first successful fetch
+        self._keys: dict[str, Key] | None = None  # None until the first successful fetch
         self._fetched_at = 0.0  # monotonic time of the last successful fetch
         self._last_attempt: float | None = None
         self._last_ok = False
@@ -172,6 +192,9 @@ class JwtVerifier:
         self._fetch_count = 0
         self._lock = anyio.Lock()
         self._client: httpx2.AsyncClient | None = None
+        self._refresh: asyncio.Task[None] | None = None  # the background refresh of stale keys
+        if plain_http_on_network(jwks_url):
+            log.warning("the JWKS URL %s is plain http:// on a network host: use https://", jwks_url)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtVerifier:
@@ -192,6 +215,11 @@ class JwtVerifier:
         return self._fetch_count
 
     async def aclose(self) -> None:
+        if self._refresh is not None:
+            refresh, self._refresh = self._refresh, None
+            refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await refresh  # RuntimeError: the task belonged to an event loop that has ended
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -205,28 +233,34 @@ class JwtVerifier:
         alg, kid = header["alg"], header["kid"]
         key = await self._key_for(kid)
         key_class, curve = _KEY_TYPES[alg]
-        fits = isinstance(key.key, key_class) and (curve is None or key.key.curve.name == curve)
+        fits = isinstance(key.key, key_class) and (curve is None or _curve_of(key.key) == curve)
         if not fits or (key.declared_alg is not None and key.declared_alg != alg):
             raise reject("key_mismatch")
         claims = self._decode(token, key.key, alg)
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub.strip():
+        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUB_LENGTH:
             raise reject("bad_sub")
         exp = claims.get("exp")
         return Principal(
             user_id=sub,
-            scopes=_parse_scopes(claims.get("scope")),
+            scopes=_parse_scopes(claims),
             claims=MappingProxyType(claims),
             expires_at=int(exp) if isinstance(exp, int | float) else None,
         )
 
     def _header(self, token: str) -> dict[str, Any]:
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        if not isinstance(token, str) or not token:
             raise reject("malformed")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise reject("too_large")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except jwt.DecodeError:
             raise reject("malformed") from None
+        except jwt.PyJWTError as exc:  # the header decoded but breaks a rule: PyJWT names crit ones
+            raise reject("crit" if "critical" in str(exc).lower() else "malformed") from None
+        if "crit" in header:  # whatever PyJWT makes of it: no extension is understood here
+            raise reject("crit")
         if header.get("alg") not in self.algorithms:  # `none`, HS256 and anything not configured
             raise reject("algorithm", algs=", ".join(self.algorithms))
         if not isinstance(header.get("kid"), str) or not header["kid"]:
@@ -234,21 +268,17 @@ class JwtVerifier:
         return header
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
-        require = ["exp", "sub"]
-        if self.issuer is not None:
-            require.append("iss")
-        if self.audience is not None:
-            require.append("aud")
         try:
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
                 issuer=self.issuer,
                 audience=self.audience,
                 leeway=self._leeway,
-                options={"require": require, "verify_aud": self.audience is not None},
+                options={"require": ["exp", "sub", "iss", "aud"], "verify_aud": True, "verify_iss": True},
             )
+            return claims
         except jwt.PyJWTError as exc:
             reason = next(reason for kind, reason in _DECODE_ERRORS if isinstance(exc, kind))
             claim = getattr(exc, "claim", "")
@@ -271,8 +301,13 @@ class JwtVerifier:
             return self._may_fetch(now)
         return False
 
-    async def _key_for(self, kid: str) -> _Key:
-        if self._wants_fetch(kid, time.monotonic()):
+    async def _key_for(self, kid: str) -> Key:
+        now = time.monotonic()
+        if self._keys is not None and kid in self._keys:
+            if not self._fresh(now) and self._may_fetch(now):
+                self._refresh_in_background()
+            return self._keys[kid]  # fresh, or stale while one refresh runs: never wait for the network
+        if self._wants_fetch(kid, now):
             async with self._lock:  # single flight: re-check, someone may have fetched meanwhile
                 if self._wants_fetch(kid, time.monotonic()):
                     await self._fetch()
@@ -282,6 +317,17 @@ class JwtVerifier:
         if key is None:
             raise reject("unknown_kid", url=self.jwks_url)
         return key
+
+    def _refresh_in_background(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            return  # one refresh at a time
+        self._refresh = asyncio.get_running_loop().create_task(self._refresh_stale())
+
+    async def _refresh_stale(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if not self._fresh(now) and self._may_fetch(now):
+                await self._fetch()
 
     async def _fetch(self) -> None:
         """One JWKS fetch; on success replace the key set, on failure keep the old one."""
@@ -304,35 +350,13 @@ class JwtVerifier:
         self._keys, self._fetched_at, self._last_ok = keys, time.monotonic(), True
         log.debug("fetched %d key(s) from %s", len(keys), self.jwks_url)
 
-    async def _download(self, url: str) -> dict[str, _Key]:
+    async def _download(self, url: str) -> dict[str, Key]:
         if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=True)
+            self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False)
         with anyio.fail_after(self._timeout):  # the whole fetch, not only each socket operation
-            response = await self._client.get(url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        if len(response.content) > MAX_JWKS_BYTES:
-            raise ValueError("JWKS document too large")
-        document = response.json()
-        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-            raise ValueError("not a JWKS document")
-        raw = [k for k in document["keys"] if isinstance(k, dict) and k.get("use") in (None, "sig")]
-        keys: dict[str, _Key] = {}
-        for jwk in jwt.PyJWKSet(raw):  # skips keys it cannot use; raises if none is usable
-            kid = jwk.key_id
-            if isinstance(kid, str) and kid and kid not in keys:
-                declared = next((k.get("alg") for k in raw if k.get("kid") == kid), None)
-                keys[kid] = _Key(declared_alg=declared if isinstance(declared, str) else None, key=jwk.key)
-        if not keys:
-            raise ValueError("JWKS has no usable key with a kid")
-        return keys
-
-
-def describe_fetch_error(exc: BaseException) -> str:
-    """A few words for the model about why a fetch failed."""
-    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
-        return "timed out"
-    if isinstance(exc, httpx2.HTTPStatusError):
-        return f"HTTP {exc.response.status_code}"
-    if isinstance(exc, httpx2.TransportError):
-        return "connection failed"
-    return "not a usable JWKS document"
+            status, body = await fetch_limited(
+                self._client, url, limit=MAX_JWKS_BYTES, headers={"Accept": "application/json"}
+            )
+        if status != 200:
+            raise FetchError(f"HTTP {status}")
+        return await anyio.to_thread.run_sync(parse_jwks, body)  # RSA keys cost a little each: off the loop

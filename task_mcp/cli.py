@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP only (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP only (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="HTTP only: processes serving the one port (default 1)")
     serve.add_argument("--database-url", help="overrides TASK_MCP_DATABASE_URL")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--database-url", help="overrides TASK_MCP_DATABASE_URL")
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_doctor(database_url=args.database_url)
         settings = load_settings(database_url=getattr(args, "database_url", None))
         _configure_logging(settings)
+        workers = getattr(args, "workers", 1)
+        if workers != 1:
+            _check_workers(settings, workers, getattr(args, "transport", "stdio"))
         from task_mcp.server import TaskMcp
 
         app = TaskMcp(settings)
@@ -71,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"database is at the newest schema: {app.database.engine.url.render_as_string()}")
             return 0
         if getattr(args, "transport", "stdio") == "http":
+            if workers > 1:
+                app.database.dispose()  # each worker opens its own
+                return _serve_http_workers(settings, args.host, args.port, workers)
             return _serve_http(app, args.host, args.port)
         anyio.run(app.serve_stdio)
         return 0
@@ -85,13 +92,18 @@ def _serve_http(app: TaskMcp, host: str, port: int) -> int:
     """Streamable HTTP at http://host:port/mcp with uvicorn, logging to stderr; `app` is migrated."""
     import uvicorn
 
-    from task_mcp.server import create_http_app
+    from task_mcp.http import create_http_app, request_deadline_protocol
 
-    http_app = create_http_app(app.settings, app=app, host=host, port=port, migrate=False)
+    settings = app.settings
+    http_app = create_http_app(settings, app=app, host=host, port=port, migrate=False)
     config = uvicorn.Config(
         http_app,
         host=host,
         port=port,
+        # Slow or stuck clients: requests not received whole in time are closed, and connections
+        # beyond the limit are answered 503 at once instead of starving the descriptors.
+        http=request_deadline_protocol(settings.http_request_timeout_seconds),
+        limit_concurrency=settings.http_max_connections,
         log_config=None,  # keep our stderr logging (uvicorn's own config sends access logs to stdout)
         log_level=app.settings.log_level.lower(),
         ws="none",
@@ -107,6 +119,62 @@ def _serve_http(app: TaskMcp, host: str, port: int) -> int:
 
     anyio.run(serve)
     return 0 if server.started else 1
+
+
+def _check_workers(settings: Settings, workers: int, transport: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    if transport != "http":
+        raise ConfigError("--workers: only with --transport http (stdio is one process per client)")
+    if workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, not {workers}")
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise ConfigError(
+            f"TASK_MCP_DATABASE_URL: an in-memory SQLite database cannot be shared by {workers} worker processes; "
+            "use a SQLite file or PostgreSQL, or --workers 1"
+        )
+
+
+def _serve_http_workers(settings: Settings, host: str, port: int, workers: int) -> int:
+    """N uvicorn worker processes on one port; each builds its app from the environment (`http_worker_app`)."""
+    import os
+
+    import uvicorn
+
+    from task_mcp.http import resource_url
+
+    # Settings travel to the workers through the environment: the CLI's overrides, and the resource
+    # URL the metadata names, which each worker could not derive without knowing host and port.
+    os.environ["TASK_MCP_DATABASE_URL"] = settings.sqlalchemy_url
+    os.environ["TASK_MCP_RESOURCE_URL"] = resource_url(settings, host, port)
+    uvicorn.run(
+        "task_mcp.cli:http_worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        http="task_mcp.http:WorkerDeadlineProtocol",
+        limit_concurrency=settings.http_max_connections,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        ws="none",
+        lifespan="on",
+    )
+    return 0
+
+
+def http_worker_app() -> Any:
+    """One worker of `serve --transport http --workers N`: the HTTP app, from the environment's settings.
+
+    The parent process has migrated the database; the app closes its own `TaskMcp` on shutdown.
+    """
+    from task_mcp.http import WorkerDeadlineProtocol, create_http_app
+
+    settings = load_settings()
+    _configure_logging(settings)
+    WorkerDeadlineProtocol.request_timeout = settings.http_request_timeout_seconds
+    return create_http_app(settings, migrate=False)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ at import time, so tests construct `Settings(...)` directly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from task_mcp.errors import ConfigError
@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300, gt=0)
     jwks_cooldown_seconds: float = Field(default=30, ge=0)
     http_timeout_seconds: float = Field(default=5, gt=0)
+    http_max_connections: int = Field(default=500, ge=1)
+    """HTTP: open connections served at once; beyond it a request is answered 503 at once."""
+    http_request_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    """HTTP: time a client has to send a whole request (headers and body) before the connection is closed."""
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     """HTTP: Host header values accepted at /mcp (`host`, `host:port`, `host:*`; `*` turns the DNS-rebinding
     check off); empty means the SDK's localhost list."""
@@ -64,6 +68,19 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="after")
+    def _checks_issuer_and_audience(self) -> Settings:
+        # A JWKS without an expected iss and aud would accept a token Better Auth made for anyone else.
+        if self.jwks_url and not self.better_auth_url:
+            missing = [f"TASK_MCP_{name.upper()}" for name in ("issuer", "audience") if not getattr(self, name)]
+            if missing:
+                raise ValueError(
+                    f"TASK_MCP_JWKS_URL is set without {' and '.join(missing)}, so tokens from any issuer or for any "
+                    "audience would be accepted. Set TASK_MCP_BETTER_AUTH_URL, or both TASK_MCP_ISSUER "
+                    "and TASK_MCP_AUDIENCE"
+                )
+        return self
+
     @field_validator("better_auth_url", "jwks_url", "issuer", "resource_url", mode="after")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -73,11 +90,10 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
+        # No side effect: the default folder is made when the database is opened (`db.make_engine`).
         if self.database_url:
             return self.database_url
-        data_dir = Path(platformdirs.user_data_dir("task-mcp", appauthor=False))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{data_dir / 'tasks.db'}"
+        return f"sqlite:///{default_data_dir() / 'tasks.db'}"
 
     @property
     def auth_base_url(self) -> str | None:
@@ -103,8 +119,16 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment plus CLI overrides, or raise one readable ConfigError."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}  # pydantic checks each
+        return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across fields: its message names the variables
+            raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
+        field = str(first["loc"][0])
         raise ConfigError(f"TASK_MCP_{field.upper()}: {first['msg']}") from None
+
+
+def default_data_dir() -> Path:
+    """Where the default SQLite file lives: the user's data directory for task-mcp."""
+    return Path(platformdirs.user_data_dir("task-mcp", appauthor=False))

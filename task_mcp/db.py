@@ -1,7 +1,7 @@
 """Engines, transactions and migrations.
 
-`Database.run(fn, write=...)` (a `Session`) and `Database.read(fn)` (a plain `Connection`, for
-Core reads) are the only ways the service touches storage: one transaction per call, committed
+`Database.run(fn, write=...)` and `Database.read(fn)` (each hands `fn` a `Connection` for Core
+statements) are the only ways the service touches storage: one transaction per call, committed
 when `fn` returns, rolled back when it raises, and retried a bounded number of times when the
 database reports a transient failure (a lock wait that timed out, a serialisation failure, a
 deadlock, a lost race on a unique row) or drops the connection before the commit.
@@ -11,10 +11,10 @@ What is still failing after the retries is `UnavailableError`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from functools import partial
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,12 +23,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session
 
-from task_mcp.errors import TaskMcpError, UnavailableError
+from task_mcp.config import default_data_dir
+from task_mcp.errors import ConfigError, TaskMcpError, UnavailableError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from task_mcp.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database
 _UNIQUE_VIOLATIONS = {"23505", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
 _PG_MIGRATION_LOCK = 7_146_223_511  # advisory lock id: replicas starting together migrate one at a time
 DEFAULT_LOCK_TIMEOUT = 5.0
+DEFAULT_POOL_TIMEOUT = 10.0
 
 BUSY = (
     "The task database is busy right now (another request holds a lock); nothing was changed. "
@@ -58,30 +61,63 @@ IN_DOUBT = (
 
 
 def make_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT,
 ) -> Engine:
     """`lock_timeout`: seconds a statement waits for another transaction's lock (SQLite: the busy
-    timeout) before failing with a transient error that `Database.run` retries."""
+    timeout) before failing with a transient error that `Database.run` retries.
+
+    Every engine hides SQL parameters from its error messages: an unexpected database error is
+    logged, and its parameters hold user ids, titles and tags.
+
+    Raises:
+        ConfigError: a SQLite file whose folder does not exist (only the default data folder is
+            created here).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        memory = parsed.database in (None, "", ":memory:")
+        memory = is_memory_sqlite(url)
+        if not memory and parsed.database:
+            _ensure_sqlite_folder(Path(parsed.database))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": lock_timeout},
             # One shared connection for an in-memory database, or each thread gets an empty one.
             poolclass=StaticPool if memory else None,
+            hide_parameters=True,
         )
         _configure_sqlite(engine, wal=not memory, busy_ms=round(lock_timeout * 1000))
         return engine
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout, "pool_pre_ping": True}
     if parsed.get_backend_name() != "postgresql":
-        return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+        return create_engine(url, hide_parameters=True, **pool)
     # Without a connect timeout, a database host that drops packets hangs every call for minutes.
     connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
-    engine = create_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, connect_args=connect_args
-    )
+    engine = create_engine(url, hide_parameters=True, connect_args=connect_args, **pool)
     _configure_postgres(engine, lock_ms=round(lock_timeout * 1000))
     return engine
+
+
+def is_memory_sqlite(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def _ensure_sqlite_folder(file: Path) -> None:
+    folder = file.parent
+    if folder.is_dir():
+        return
+    if folder.resolve() == default_data_dir().resolve():
+        folder.mkdir(parents=True, exist_ok=True)  # the default database's home, made on first use
+        return
+    raise ConfigError(
+        f"TASK_MCP_DATABASE_URL: the folder {folder} of the SQLite file does not exist; create it, or "
+        "choose a file in an existing folder."
+    )
 
 
 def _configure_postgres(engine: Engine, *, lock_ms: int) -> None:
@@ -117,33 +153,83 @@ def _configure_sqlite(engine: Engine, *, wal: bool, busy_ms: int) -> None:
 
 
 class Database:
+    """One database: its engine, and one transaction per call with bounded retries."""
+
     def __init__(
-        self, url: str, *, pool_size: int = 5, max_overflow: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
+        """Open (lazily) the database at `url`.
+
+        Raises:
+            ConfigError: see `make_engine`.
+        """
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, lock_timeout=lock_timeout)
+        self.engine = make_engine(
+            url, pool_size=pool_size, max_overflow=max_overflow, lock_timeout=lock_timeout, pool_timeout=pool_timeout
+        )
         self._write_engine = self.engine.execution_options(task_mcp_write=True)
+        # An in-memory SQLite database is one connection shared by every thread: concurrent
+        # transactions on it would interleave and break it, so they take turns.
+        self._turns: threading.RLock | None = threading.RLock() if is_memory_sqlite(url) else None
+        self._background: list[threading.Thread] = []
+        self._background_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The database `settings` name, with its pool and lock settings.
+
+        Raises:
+            ConfigError: see `make_engine`.
+        """
+        return cls(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            lock_timeout=settings.db_lock_timeout_seconds,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def run(self, fn: Callable[[Session], T], *, write: bool) -> T:
-        """Run `fn` in one transaction; retry transient failures, then answer `unavailable`."""
-        bind = self._write_engine if write else self.engine
-        return self._retrying(partial(_session_transaction, bind), fn, write=write)
+    def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        """Run `fn` in one transaction on a `Connection`; retry transient failures.
+
+        `write=True` takes SQLite's write lock up front (BEGIN IMMEDIATE).
+
+        Raises:
+            UnavailableError: still failing after the retries, or the connection was lost while
+                committing (the outcome is unknown).
+            TaskMcpError: whatever `fn` raises, unchanged (the transaction is rolled back).
+        """
+        return self._retrying(self._write_engine if write else self.engine, fn, write=write)
 
     def read(self, fn: Callable[[Connection], T]) -> T:
-        """As `run(fn, write=False)`, but `fn` gets a plain `Connection`: for reads written as Core
-        statements, where a `Session`'s set-up and bookkeeping cost more than the query itself."""
-        return self._retrying(self.engine.begin, fn, write=False)
+        """As `run(fn, write=False)`.
 
-    def _retrying(self, begin: Callable[[], AbstractContextManager[Any]], fn: Callable[[Any], T], *, write: bool) -> T:
+        Raises:
+            UnavailableError: as `run`.
+        """
+        return self._retrying(self.engine, fn, write=False)
+
+    @contextmanager
+    def _transaction(self, bind: Engine) -> Iterator[Connection]:
+        with self._turns or nullcontext(), bind.begin() as conn:
+            yield conn
+
+    def _retrying(self, bind: Engine, fn: Callable[[Connection], T], *, write: bool) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             committing = False
             try:
-                with begin() as handle:
-                    result = fn(handle)
+                with self._transaction(bind) as conn:
+                    result = fn(conn)
                     committing = True  # leaving the block commits
                 return result
             except TaskMcpError:
@@ -173,14 +259,25 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def in_background(self, fn: Callable[[], None], *, name: str) -> None:
+        """Run `fn` (housekeeping with transactions of its own) on a thread; `dispose` waits for it."""
+        thread = threading.Thread(target=fn, name=name, daemon=True)
+        with self._background_lock:
+            self._background = [t for t in self._background if t.is_alive()]
+            self._background.append(thread)
+        thread.start()
+
+    def wait_for_background(self, timeout: float = 60) -> None:
+        """Wait for the background work started so far (each thread at most `timeout` seconds)."""
+        with self._background_lock:
+            running, self._background = self._background, []
+        for thread in running:
+            thread.join(timeout)
+
     def dispose(self) -> None:
+        """Close every pooled connection, after background work on this database has finished."""
+        self.wait_for_background()
         self.engine.dispose()
-
-
-@contextmanager
-def _session_transaction(bind: Engine) -> Iterator[Session]:
-    with Session(bind, expire_on_commit=False) as session, session.begin():
-        yield session
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -10,69 +10,22 @@ JWKS server and the subprocess are gone when it returns, whatever happens.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import json
-import secrets
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mcp import Client, StdioServerParameters
+from mcp.types import RequestParamsMeta
 
-META_TOKEN_KEY = "task-mcp/authorization"  # where a per-request token goes in `_meta`
+from task_mcp.credentials import META_KEY
+from task_mcp.testing import JwksServer
 
-
-@contextmanager
-def better_auth_stand_in() -> Iterator[tuple[str, Ed25519PrivateKey, str]]:
-    """Serve a fresh key's JWKS like Better Auth; yield (base URL, private key, kid)."""
-    key, kid = Ed25519PrivateKey.generate(), secrets.token_hex(8)
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    body = json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path == "/api/auth/jwks"
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body) if found else 0))
-            self.end_headers()
-            if found:
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", key, kid
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def mint(key: Ed25519PrivateKey, kid: str, base_url: str, *, lifetime: int = 900) -> str:
-    """A JWT as Better Auth's JWT plugin signs it: header alg + kid (no typ), iss = aud = base URL."""
-    now = int(time.time())
-    claims = {"sub": "demo-user", "name": "Demo User", "email": "demo@example.com",
-              "iat": now, "exp": now + lifetime, "iss": base_url, "aud": base_url}  # fmt: skip
-    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": None})
+DEMO_USER = "demo-user"
 
 
 class Transcript:
@@ -86,7 +39,8 @@ class Transcript:
                    meta: dict[str, Any] | None = None, note: str = "") -> dict[str, Any]:  # fmt: skip
         """Call `tool`; `expect` names the error code the call should fail with, if any."""
         print(f"\n→ {tool} {json.dumps(args, separators=(',', ':'))}{note}")
-        result = await self.client.call_tool(tool, args, meta=meta)
+        # RequestParamsMeta is an open TypedDict (extra_items) that mypy cannot match a str key against.
+        result = await self.client.call_tool(tool, args, meta=cast("RequestParamsMeta | None", meta))
         text = "\n".join(c.text for c in result.content if c.type == "text")
         ok = result.is_error and text.startswith(f"{expect}:") if expect else not result.is_error
         self.failures += not ok
@@ -135,8 +89,8 @@ async def session(base_url: str, token: str, expired_token: str, tmp: Path) -> i
 
         print("\nErrors come back as tool results whose text starts with a code:")
         await t.call("get_task", {"task_id": 999}, expect="not_found")
-        await t.call("list_tasks", {}, expect="unauthenticated", meta={META_TOKEN_KEY: f"Bearer {expired_token}"},
-                     note=f'   with _meta["{META_TOKEN_KEY}"] = "Bearer <an expired JWT>"')  # fmt: skip
+        await t.call("list_tasks", {}, expect="unauthenticated", meta={META_KEY: f"Bearer {expired_token}"},
+                     note=f'   with _meta["{META_KEY}"] = "Bearer <an expired JWT>"')  # fmt: skip
         return t.failures
 
 
@@ -144,12 +98,13 @@ def run_demo() -> int:
     """Run the scripted session; 0 if every step behaved as expected, else 1."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="replace")  # a non-UTF-8 terminal gets "?" for "→", not a crash
-    with tempfile.TemporaryDirectory(prefix="task-mcp-demo-") as tmp, better_auth_stand_in() as (base, key, kid):
-        token = mint(key, kid, base)
-        expired = mint(key, kid, base, lifetime=-3600)
+    with tempfile.TemporaryDirectory(prefix="task-mcp-demo-") as tmp, JwksServer() as better_auth:
+        token = better_auth.mint(DEMO_USER)
+        expired = better_auth.mint(DEMO_USER, lifetime=-3600)
+        base = better_auth.base_url
         print("task-mcp demo: a throwaway Better Auth stand-in, token and database")
-        print(f"  JWKS    {base}/api/auth/jwks  (one Ed25519 key, kid {kid})")
-        print("  token   a 15-minute EdDSA JWT for user demo-user, passed as TASK_MCP_TOKEN")
+        print(f"  JWKS    {better_auth.url}  (one Ed25519 key, kid {better_auth.key().kid})")
+        print(f"  token   a 15-minute EdDSA JWT for user {DEMO_USER}, passed as TASK_MCP_TOKEN")
         print(f"  server  {Path(sys.executable).name} -m task_mcp serve  (stdio), database in {tmp}")
         try:
             failures = anyio.run(session, base, token, expired, Path(tmp))

@@ -8,6 +8,8 @@ it is, its scopes, when it expires). Never prints a token, a password or a sessi
 
 from __future__ import annotations
 
+import json
+import stat
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,15 +22,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from task_mcp.auth import JwtVerifier, Principal, describe_fetch_error
+from task_mcp.auth import MAX_JWKS_BYTES, READ_SCOPE, SCOPES, WRITE_SCOPE, JwtVerifier, Principal
 from task_mcp.config import Settings, load_settings
-from task_mcp.credentials import LaunchCredential, SessionExchange
+from task_mcp.credentials import StdioCredentials, readable_by_others, token_file_problem
 from task_mcp.db import Database, alembic_config
 from task_mcp.errors import ConfigError, UnauthenticatedError
+from task_mcp.fetch import MAX_JWKS_KEYS, FetchError, describe_fetch_error, fetch_limited, plain_http_on_network
 
-_SCOPES = ("tasks:read", "tasks:write")
 # What a JWK without `alg` can verify, by key type (and curve).
-_ALGS_BY_KEY = {
+_ALGS_BY_KEY: dict[tuple[object, object], str] = {
     ("OKP", "Ed25519"): "EdDSA",
     ("EC", "P-256"): "ES256",
     ("EC", "P-521"): "ES512",
@@ -60,7 +62,8 @@ def run_doctor(*, database_url: str | None = None, out: TextIO | None = None) ->
     _check_configuration(settings, report)
     _check_database(settings, report)
     _check_jwks(settings, report)
-    _check_token(settings, report)
+    if _check_token_file(settings, report):
+        _check_token(settings, report)
     return 0 if report.ok else 1
 
 
@@ -81,6 +84,38 @@ def _check_configuration(settings: Settings, report: _Report) -> None:
     if settings.resource_url:
         parts.append(f"resource {settings.resource_url}")
     report.good("configuration: " + "; ".join(parts))
+    for name, url in (("TASK_MCP_BETTER_AUTH_URL", settings.better_auth_url), ("TASK_MCP_JWKS_URL", settings.jwks_url)):
+        if plain_http_on_network(url):
+            report.fix(
+                f"configuration: {name} {url} is plain http:// on a network host, so keys and tokens travel "
+                "unencrypted and can be swapped on the way. Use https:// (plain http is fine on loopback only)."
+            )
+
+
+def _check_token_file(settings: Settings, report: _Report) -> bool:
+    """FIX lines for a token file this server would not read or should not trust; False if unusable."""
+    if settings.token is not None and settings.token.get_secret_value().strip():
+        return True  # TASK_MCP_TOKEN wins: the file is not read
+    if settings.token_file is None:
+        return True
+    path = Path(settings.token_file).expanduser()
+    try:
+        st = path.stat()
+    except OSError:
+        return True  # the token check says it does not exist
+    problem = token_file_problem(st)
+    if problem is not None:
+        report.fix(
+            f"token: TASK_MCP_TOKEN_FILE {path} is {problem}. Write only the JWT from Better Auth "
+            "(GET /api/auth/token) to a regular file there."
+        )
+        return False
+    if readable_by_others(st):
+        report.fix(
+            f"token: TASK_MCP_TOKEN_FILE {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}), "
+            f"so anyone on this machine can use the token in it. Run `chmod 600 {path}`."
+        )
+    return True
 
 
 # ---- database -----------------------------------------------------------------------------------
@@ -151,13 +186,7 @@ def _check_jwks(settings: Settings, report: _Report) -> None:
     if not url:
         return  # already reported by the configuration check
     try:
-        with httpx2.Client(timeout=settings.http_timeout_seconds, follow_redirects=True) as client:
-            response = client.get(url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        document = response.json()
-        keys = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(keys, list):
-            raise ValueError("not a JWKS document")
+        keys = anyio.run(_fetch_jwks, url, settings.http_timeout_seconds)
     except Exception as exc:
         report.fix(
             f"JWKS at {url} cannot be read ({describe_fetch_error(exc)}). Check that Better Auth is running "
@@ -180,6 +209,24 @@ def _check_jwks(settings: Settings, report: _Report) -> None:
     report.good(f"JWKS at {url}: reachable, {len(described)} key(s): {listing}")
 
 
+async def _fetch_jwks(url: str, timeout: float) -> list[Any]:
+    """The JWKS's keys, fetched as the server fetches them: bounded, redirects within the origin only."""
+    async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        with anyio.fail_after(timeout):
+            status, body = await fetch_limited(
+                client, url, limit=MAX_JWKS_BYTES, headers={"Accept": "application/json"}
+            )
+    if status != 200:
+        raise FetchError(f"HTTP {status}")
+    document = json.loads(body)
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, list):
+        raise FetchError("not a JWKS document")
+    if len(keys) > MAX_JWKS_KEYS:
+        raise FetchError(f"{len(keys)} keys, more than the {MAX_JWKS_KEYS} this server accepts")
+    return keys
+
+
 def _alg_of(jwk: dict[str, Any]) -> str:
     alg = jwk.get("alg")
     if isinstance(alg, str) and alg:
@@ -192,49 +239,39 @@ def _alg_of(jwk: dict[str, Any]) -> str:
 
 
 def _check_token(settings: Settings, report: _Report) -> None:
-    token_value = settings.token.get_secret_value().strip() if settings.token else ""
-    source = "TASK_MCP_TOKEN"
-    token: str | None = None
-    if token_value:
-        token = LaunchCredential(token_value, None).get()
-    elif settings.token_file is not None:
-        source = f"TASK_MCP_TOKEN_FILE {settings.token_file}"
+    # The same object that finds a stdio call's token finds the one to check here: one order, one home.
+    try:
+        credentials = StdioCredentials.from_settings(settings)
+    except ConfigError as exc:
+        report.fix(f"token: {exc}.")
+        return
+    source = credentials.launch_source
+    if source is None:
+        report.good(
+            "token: no launch token configured (fine for HTTP; stdio clients then send one per request in "
+            "_meta, or set TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE)"
+        )
+        return
+    if settings.token_file is not None and source.startswith("TASK_MCP_TOKEN_FILE"):
         if not Path(settings.token_file).expanduser().is_file():
             report.fix(
                 f"token: {source} does not exist. Write a JWT from Better Auth (GET /api/auth/token) there; "
                 "the server re-reads it when it changes."
             )
             return
-        token = LaunchCredential(None, settings.token_file).get()
-        if token is None:
+        if credentials.exchange is None and credentials.launch.get() is None:
             report.fix(f"token: {source} is empty or unreadable. Write a JWT from Better Auth there.")
             return
-    try:
-        exchange = SessionExchange.from_settings(settings) if token is None else None
-    except ConfigError as exc:
-        report.fix(f"token: {exc}.")
-        return
-    if token is None and exchange is None:
-        report.good(
-            "token: no launch token configured (fine for HTTP; stdio clients then send one per request in "
-            "_meta, or set TASK_MCP_TOKEN / TASK_MCP_TOKEN_FILE)"
-        )
-        return
-    if exchange is not None:
-        source = "TASK_MCP_BETTER_AUTH_SESSION_TOKEN"
     if not settings.effective_jwks_url:
         return  # cannot be verified; the configuration check said why
 
     async def verify() -> Principal:
         verifier = JwtVerifier.from_settings(settings)
         try:
-            jwt = token if exchange is None else await exchange.token()
-            assert jwt is not None
-            return await verifier.verify(jwt)
+            return await verifier.verify(await credentials.token(None))
         finally:
             await verifier.aclose()
-            if exchange is not None:
-                await exchange.aclose()
+            await credentials.aclose()
 
     try:
         principal = anyio.run(verify)
@@ -242,10 +279,10 @@ def _check_token(settings: Settings, report: _Report) -> None:
         report.fix(f"token ({source}): {exc.message}")
         return
     report.good(f"token ({source}): {_describe_principal(principal)}")
-    if principal.scopes is not None and not any(s in principal.scopes for s in _SCOPES):
+    if principal.scopes is not None and not any(s in principal.scopes for s in SCOPES):
         report.fix(
-            "token: its scope claim grants neither tasks:read nor tasks:write, so every tool answers forbidden. "
-            "Ask Better Auth for a token with scope 'tasks:read tasks:write'."
+            f"token: its scope claim grants neither {READ_SCOPE} nor {WRITE_SCOPE}, so every tool answers "
+            f"forbidden. Ask Better Auth for a token with scope '{READ_SCOPE} {WRITE_SCOPE}'."
         )
 
 
@@ -256,7 +293,7 @@ def _describe_principal(principal: Principal) -> str:
         scopes = "all (a plain Better Auth JWT without a scope claim)"
     else:
         scopes = " ".join(sorted(principal.scopes)) or "(none)"
-        if "tasks:write" not in principal.scopes and "tasks:read" in principal.scopes:
+        if WRITE_SCOPE not in principal.scopes and READ_SCOPE in principal.scopes:
             scopes += " (read-only: write tools answer forbidden)"
     if principal.expires_at is None:
         expiry = "no expiry"

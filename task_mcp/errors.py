@@ -6,9 +6,10 @@
     ├── NotFoundError            no such task in the caller's own list
     ├── InvalidArgumentError     the arguments break the contract; nothing was changed
     ├── ConflictError            a version, idempotency key or parent state disagrees
-    └── UnavailableError         the database or the JWKS cannot be reached right now
+    ├── UnavailableError         the database or the JWKS cannot be reached right now
+    └── InternalError            an exception nobody expected (logged with its traceback)
 
-The service and the verifier raise these; only `server.py` turns them into tool results.
+The service and the verifier raise these; only `server.error_result` turns them into tool results.
 Messages are written for a model: what was wrong, then what to do next. They never contain
 SQL, tracebacks, token contents or another user's data.
 """
@@ -53,6 +54,12 @@ class ConflictError(TaskMcpError):
 
 class UnavailableError(TaskMcpError):
     code = "unavailable"
+
+
+class InternalError(TaskMcpError):
+    """Made by `server.py` from an unexpected exception; says whether anything was changed."""
+
+    code = "internal"
 
 
 class ConfigError(Exception):

@@ -1,7 +1,8 @@
 """Tables and the public shapes of a task.
 
 Tables: `Task` (one row per task, numbered per owner), `TaskTag` (one row per tag, for the tag
-filter), `TaskCounter` (each owner's last task number) and `IdempotencyKey`.
+filter), `TaskCounter` (each owner's last task number) and `IdempotencyKey`; the service reaches
+them as the Core tables `TASKS`, `TASK_TAGS`, `TASK_COUNTERS` and `IDEMPOTENCY_KEYS`.
 Shapes: the inputs of the tools (`TaskCreate`, `TaskUpdate`, `TaskQuery`) and the output `TaskOut`.
 Every limit lives here, so the input schemas the model sees carry them.
 """
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, DateTime, Index, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import Column, DateTime, Index, Row, Table, TypeDecorator, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 MAX_ID = 2**31 - 1
@@ -92,6 +94,10 @@ class Task(SQLModel, table=True):
     completed_at: dt.datetime | None = _utc_column(nullable=True)
     deleted_at: dt.datetime | None = _utc_column(nullable=True)
     deleted_with: int | None = None  # number of the task whose delete_task removed this one
+    # str.casefold() of title and description, for the text search: folding in Python gives the
+    # same answers on SQLite and PostgreSQL (whose lower()/ILIKE disagree on letters like "İ").
+    title_folded: str = Field(default="", sa_column=Column(UnicodeText(), nullable=False, server_default=""))
+    description_folded: str = Field(default="", sa_column=Column(UnicodeText(), nullable=False, server_default=""))
 
 
 class TaskTag(SQLModel, table=True):
@@ -123,6 +129,19 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: dt.datetime = _utc_column(nullable=False)
 
 
+# One typed Core table per table: the service builds its statements against these.
+TASKS: Table = SQLModel.metadata.tables["tasks"]
+TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
+TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
+IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
+
+
+def fold(value: str | None) -> str:
+    """The case-folded form the text search compares: `str.casefold` in NFC, the same on every
+    database, with the dot that "İ" leaves on its "i" dropped, so "İstanbul" matches "istanbul"."""
+    return "" if value is None else unicodedata.normalize("NFC", value.casefold()).replace("i\u0307", "i")
+
+
 # --- Input shapes ---------------------------------------------------------------------------------
 
 
@@ -135,19 +154,35 @@ def _no_nul(value: str) -> str:
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    # A directory of the zone database ("America") raises IsADirectoryError, another file that is
+    # not a zone raises ValueError or an OSError: all of them are just "not a zone name".
+    except (ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
         raise ValueError("is not an IANA time zone name such as 'Europe/Paris' or 'UTC'") from None
     return value
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Every date and instant the server keeps must convert to a local date in any time zone (UTC
+# offsets stay within a day), so the first and last day of the calendar are out.
+FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
+_OUT_OF_RANGE = f"is outside the dates the server can handle ({FIRST_DAY} to {LAST_DAY}, in UTC)"
 
 
 def parse_due(value: str) -> dt.date | dt.datetime:
-    """A date (all-day) or a datetime with an offset, which comes back in UTC."""
+    """A date (all-day) or a datetime with an offset, which comes back in UTC.
+
+    Raises:
+        ValueError: not ISO 8601, no offset, or outside `FIRST_DAY` … `LAST_DAY` once in UTC.
+    """
     value = value.strip()
     if _DATE_RE.match(value):
-        return dt.date.fromisoformat(value)
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("is not a calendar date: give a real day, e.g. 2026-02-28") from None
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueError(_OUT_OF_RANGE)
+        return day
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -156,7 +191,19 @@ def parse_due(value: str) -> dt.date | dt.datetime:
         ) from None
     if parsed.tzinfo is None:
         raise ValueError("has no UTC offset: add one, e.g. 2026-12-01T16:00:00Z or +02:00")
-    return parsed.astimezone(dt.UTC)
+    instant = to_utc(parsed)
+    if instant is None:
+        raise ValueError(_OUT_OF_RANGE)
+    return instant
+
+
+def to_utc(value: dt.datetime) -> dt.datetime | None:
+    """`value` (aware) in UTC, or None when it falls outside `FIRST_DAY` … `LAST_DAY`."""
+    try:
+        instant = value.astimezone(dt.UTC)
+    except OverflowError:  # year 0 or 10000 once converted
+        return None
+    return instant if FIRST_DAY <= instant.date() <= LAST_DAY else None
 
 
 def _check_due(value: str) -> str:
@@ -164,11 +211,16 @@ def _check_due(value: str) -> str:
     return value
 
 
+def _lower_tag(value: str) -> str:
+    # The limit counts after lower-casing: "İ".lower() is two characters.
+    value = _no_nul(value).lower()
+    if len(value) > 40:
+        raise ValueError("must be at most 40 characters once lower-cased")
+    return value
+
+
 def _normalise_tags(tags: list[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for tag in tags:
-        seen.setdefault(tag.lower(), None)
-    return list(seen)
+    return list(dict.fromkeys(tags))
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
@@ -176,7 +228,7 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 # stripping when they follow a validator).
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
 Description = Annotated[Text, StringConstraints(max_length=8000)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_no_nul)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_lower_tag)]
 Tags = Annotated[list[Tag], PField(max_length=20), AfterValidator(_normalise_tags)]
 TaskId = Annotated[int, PField(ge=1, le=MAX_ID, description="Task id in your list.")]
 Due = Annotated[str, StringConstraints(max_length=40), AfterValidator(_check_due)]
@@ -268,20 +320,20 @@ def format_instant(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
-def task_out(task: Task | Any) -> TaskOut:
-    """The public shape of a task row (a `Task`, or an object with its attributes)."""
-    due = task.due_date.isoformat() if task.due_date is not None else format_instant(task.due_at)
+def task_out(row: Row[Any]) -> TaskOut:
+    """The public shape of a row of `TASKS`: the one place a stored task becomes a `TaskOut`."""
+    due = row.due_date.isoformat() if row.due_date is not None else format_instant(row.due_at)
     return TaskOut(
-        id=task.number,
-        title=task.title,
-        description=task.description,
-        status=task.status,  # type: ignore[arg-type]
-        priority=PRIORITIES[task.priority],
+        id=row.number,
+        title=row.title,
+        description=row.description,
+        status=row.status,
+        priority=PRIORITIES[row.priority],
         due=due,
-        tags=task.tags.split("\n") if task.tags else [],
-        parent_id=task.parent_number,
-        created_at=format_instant(task.created_at) or "",
-        updated_at=format_instant(task.updated_at) or "",
-        completed_at=format_instant(task.completed_at),
-        version=task.version,
+        tags=row.tags.split("\n") if row.tags else [],
+        parent_id=row.parent_number,
+        created_at=format_instant(row.created_at) or "",
+        updated_at=format_instant(row.updated_at) or "",
+        completed_at=format_instant(row.completed_at),
+        version=row.version,
     )

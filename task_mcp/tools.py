@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from mcp.types import Tool, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -75,31 +75,54 @@ class DeletedResult(BaseModel):
     deleted: bool
 
 
+A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R")
+
+
 @dataclass(frozen=True)
-class ToolSpec:
+class ToolSpec(Generic[A, R]):
+    """One tool: what the model sees, the service call it makes, and how its answer is shown.
+
+    `call` runs the service (one transaction, committed when it returns); `render` turns its answer
+    into `structuredContent` and text. They are two steps so that a failure while rendering is
+    known to come after the commit. Generic in the argument model `A`, so that `args`, `call` and
+    `render` cannot disagree about it.
+    """
+
     name: str
     title: str
     description: str
-    args: type[BaseModel]
+    args: type[A]
     result: type[BaseModel]
     write: bool
     destructive: bool
     idempotent: bool
-    run: Callable[[TaskService, str, Any], tuple[dict[str, Any], str]]
+    call: Callable[[TaskService, str, A], R]
+    render: Callable[[A, R], tuple[dict[str, Any], str]]
 
 
-# --- What each tool does: call the service, shape the result --------------------------------------
+# --- What each tool does: call the service, then shape the result ---------------------------------
+
+# DESIGN: compact list items leave these out, and every null field and every empty list.
+COMPACT_EXCLUDE = {"description", "created_at", "updated_at", "completed_at", "created_by", "notes"}
 
 
-COMPACT_EXCLUDE = {"description", "created_at", "updated_at", "completed_at"}
+def compact(task: TaskOut) -> dict[str, Any]:
+    """A list item: what a model needs to pick a task; get_task has the rest."""
+    data = task.model_dump(mode="json", exclude=COMPACT_EXCLUDE, exclude_none=True)
+    return {k: v for k, v in data.items() if v != []}
 
 
-def _line(task: TaskOut) -> str:
-    """`#3 Buy milk (high, due 2026-12-01, tags: home)`; `[done]` marks a completed task."""
-    details = [task.priority] if task.priority != "none" else []
+def _line(task: TaskOut, *, tags: bool = True) -> str:
+    """`#3 Buy milk (high, due 2026-12-01, tags: home)`; `[done]` marks a completed task.
+
+    List pages leave the tags out of the text (they are in the structured items): a page of 20
+    must fit the context budget.
+    """
+    details: list[str] = [task.priority] if task.priority != "none" else []
     if task.due:
         details.append(f"due {task.due}")
-    if task.tags:
+    if tags and task.tags:
         details.append("tags: " + " ".join(task.tags))
     if task.parent_id:
         details.append(f"subtask of #{task.parent_id}")
@@ -111,31 +134,46 @@ def _one(task: TaskOut, **extra: Any) -> tuple[dict[str, Any], str]:
     return {"task": task.model_dump(mode="json"), **extra}, _line(task)
 
 
-def _list(service: TaskService, user: str, args: TaskQuery) -> tuple[dict[str, Any], str]:
-    page: TaskPage = service.list_tasks(user, args)
+def _task(args: BaseModel, task: TaskOut) -> tuple[dict[str, Any], str]:
+    return _one(task)
+
+
+def _list(service: TaskService, user: str, args: TaskQuery) -> TaskPage:
+    return service.list_tasks(user, args)
+
+
+def _render_list(args: TaskQuery, page: TaskPage) -> tuple[dict[str, Any], str]:
     if args.include_description:
         tasks = [t.model_dump(mode="json") for t in page.tasks]
-    else:  # compact: what a model needs to pick a task; get_task has the rest
-        tasks = [t.model_dump(mode="json", exclude=COMPACT_EXCLUDE, exclude_none=True) for t in page.tasks]
-    lines = [f"{len(tasks)} of {page.total} tasks"] + [_line(t) for t in page.tasks]
+    else:
+        tasks = [compact(t) for t in page.tasks]
+    lines = [f"{len(tasks)} of {page.total} tasks"] + [_line(t, tags=False) for t in page.tasks]
     if page.next_cursor:
         lines.append(f"more: cursor={page.next_cursor}")
     return {"tasks": tasks, "next_cursor": page.next_cursor, "total": page.total}, "\n".join(lines)
 
 
-def _get(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[str, Any], str]:
-    return _one(service.get_task(user, args.task_id))
+def _get(service: TaskService, user: str, args: TaskIdArgs) -> TaskOut:
+    return service.get_task(user, args.task_id)
 
 
-def _create(service: TaskService, user: str, args: CreateTaskArgs) -> tuple[dict[str, Any], str]:
+def _create(service: TaskService, user: str, args: CreateTaskArgs) -> tuple[TaskOut, bool]:
     data = TaskCreate.model_validate(args.model_dump(exclude={"idempotency_key"}))
-    task, created = service.create_task(user, data, args.idempotency_key)
+    return service.create_task(user, data, args.idempotency_key)
+
+
+def _render_create(args: CreateTaskArgs, answer: tuple[TaskOut, bool]) -> tuple[dict[str, Any], str]:
+    task, created = answer
     structured, text = _one(task, created=created)
     return structured, text if created else f"already created: {text}"
 
 
-def _create_many(service: TaskService, user: str, args: CreateTasksArgs) -> tuple[dict[str, Any], str]:
-    tasks, created = service.create_tasks(user, args.tasks, args.idempotency_key)
+def _create_many(service: TaskService, user: str, args: CreateTasksArgs) -> tuple[list[TaskOut], bool]:
+    return service.create_tasks(user, args.tasks, args.idempotency_key)
+
+
+def _render_create_many(args: CreateTasksArgs, answer: tuple[list[TaskOut], bool]) -> tuple[dict[str, Any], str]:
+    tasks, created = answer
     head = f"{'created' if created else 'already created'} {len(tasks)} tasks"
     return (
         {"tasks": [t.model_dump(mode="json") for t in tasks], "created": created},
@@ -143,17 +181,20 @@ def _create_many(service: TaskService, user: str, args: CreateTasksArgs) -> tupl
     )
 
 
-def _update(service: TaskService, user: str, args: UpdateTaskArgs) -> tuple[dict[str, Any], str]:
+def _update(service: TaskService, user: str, args: UpdateTaskArgs) -> TaskOut:
     changes = TaskUpdate.model_validate(args.model_dump(exclude={"task_id"}, exclude_unset=True))
-    return _one(service.update_task(user, args.task_id, changes))
+    return service.update_task(user, args.task_id, changes)
 
 
-def _complete(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[str, Any], str]:
-    return _one(service.complete_task(user, args.task_id))
+def _complete(service: TaskService, user: str, args: TaskIdArgs) -> TaskOut:
+    return service.complete_task(user, args.task_id)
 
 
-def _delete(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[str, Any], str]:
-    count = service.delete_task(user, args.task_id)
+def _delete(service: TaskService, user: str, args: TaskIdArgs) -> int:
+    return service.delete_task(user, args.task_id)
+
+
+def _render_delete(args: TaskIdArgs, count: int) -> tuple[dict[str, Any], str]:
     if count == 0:
         text = f"task {args.task_id} was already deleted"
     elif count == 1:
@@ -163,11 +204,11 @@ def _delete(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[str
     return {"task_id": args.task_id, "deleted": True}, text + "; restore_task brings it back"
 
 
-def _restore(service: TaskService, user: str, args: TaskIdArgs) -> tuple[dict[str, Any], str]:
-    return _one(service.restore_task(user, args.task_id))
+def _restore(service: TaskService, user: str, args: TaskIdArgs) -> TaskOut:
+    return service.restore_task(user, args.task_id)
 
 
-TOOLS: tuple[ToolSpec, ...] = (
+TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "list_tasks",
         "List tasks",
@@ -179,7 +220,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=False,
         destructive=False,
         idempotent=True,
-        run=_list,
+        call=_list,
+        render=_render_list,
     ),
     ToolSpec(
         "get_task",
@@ -190,7 +232,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=False,
         destructive=False,
         idempotent=True,
-        run=_get,
+        call=_get,
+        render=_task,
     ),
     ToolSpec(
         "create_task",
@@ -202,7 +245,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=True,
         destructive=False,
         idempotent=False,
-        run=_create,
+        call=_create,
+        render=_render_create,
     ),
     ToolSpec(
         "create_tasks",
@@ -214,7 +258,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=True,
         destructive=False,
         idempotent=False,
-        run=_create_many,
+        call=_create_many,
+        render=_render_create_many,
     ),
     ToolSpec(
         "update_task",
@@ -227,7 +272,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=True,
         destructive=True,
         idempotent=True,
-        run=_update,
+        call=_update,
+        render=_task,
     ),
     ToolSpec(
         "complete_task",
@@ -238,7 +284,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=True,
         destructive=False,
         idempotent=True,
-        run=_complete,
+        call=_complete,
+        render=_task,
     ),
     ToolSpec(
         "delete_task",
@@ -249,7 +296,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=True,
         destructive=True,
         idempotent=True,
-        run=_delete,
+        call=_delete,
+        render=_render_delete,
     ),
     ToolSpec(
         "restore_task",
@@ -260,7 +308,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         write=True,
         destructive=False,
         idempotent=True,
-        run=_restore,
+        call=_restore,
+        render=_task,
     ),
 )
 
@@ -301,10 +350,11 @@ def compact_schema(schema: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
             out.pop("enum", None)
         return out
 
-    return walk(schema)
+    compacted: dict[str, Any] = walk(schema)
+    return compacted
 
 
-def mcp_tool(spec: ToolSpec) -> Tool:
+def mcp_tool(spec: ToolSpec[Any, Any]) -> Tool:
     return Tool(
         name=spec.name,
         title=spec.title,

@@ -6,16 +6,13 @@ TASK_MCP_TEST_POSTGRES_URL is set (CI always sets it), on PostgreSQL as well.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -23,10 +20,8 @@ from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings
 from task_mcp.db import Database, migrate
 from task_mcp.server import TaskMcp
-from tests.authkit import JwksServer, SigningKey, claims_for
-
-POSTGRES_URL = os.environ.get("TASK_MCP_TEST_POSTGRES_URL")
-TABLES = "tasks, task_tags, task_counters, idempotency_keys"
+from task_mcp.testing import JwksServer, SigningKey, claims_for
+from tests.helpers import POSTGRES_URL, TABLES
 
 
 @pytest.fixture
@@ -112,16 +107,6 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         server.dispose()
 
 
-def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    """What a SQL query finds in the database at `url`, read on a connection of its own."""
-    database = Database(url)
-    try:
-        with database.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(sql), params)]
-    finally:
-        database.dispose()
-
-
 @pytest.fixture
 def make_app(jwks: JwksServer, database_url: str) -> Iterator[Callable[..., TaskMcp]]:
     """make_app(read_only=True, ...) -> a TaskMcp on the test database, trusting the test JWKS."""
@@ -146,9 +131,3 @@ def make_app(jwks: JwksServer, database_url: str) -> Iterator[Callable[..., Task
 @pytest.fixture
 def app(make_app: Callable[..., TaskMcp]) -> TaskMcp:
     return make_app()
-
-
-@asynccontextmanager
-async def connect(app: TaskMcp, mode: str = "auto") -> AsyncIterator[Client]:
-    async with Client(app.build_server(), mode=mode) as client:  # type: ignore[arg-type]
-        yield client

@@ -27,27 +27,18 @@ from mcp.types import CallToolResult
 
 from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings
-from task_mcp.credentials import SessionExchange
+from task_mcp.credentials import META_KEY, SessionExchange
 from task_mcp.db import Database
 from task_mcp.errors import ConfigError, UnauthenticatedError
-from task_mcp.server import TaskMcp, create_http_app
-from tests.conftest import connect
+from task_mcp.http import create_http_app
+from task_mcp.server import TaskMcp
+from tests.helpers import connect, ok, text
+from tests.loopback import Loopback, Request
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest rewrites its asserts
     from tests.better_auth_fixture import BetterAuth
 
 pytest_plugins = ["tests.better_auth_fixture"]  # better_auth, other_better_auth, short_lived_better_auth
-META_KEY = "task-mcp/authorization"
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if c.type == "text")
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 def unauthenticated(result: CallToolResult) -> str:
@@ -96,12 +87,6 @@ def stdio_env(ba: BetterAuth, database_url: str, **extra: str) -> dict[str, str]
         "TASK_MCP_LOG_LEVEL": "WARNING",
         **extra,
     }
-
-
-async def sleep_past_expiry(token: str) -> None:
-    """Sleep until the JWT's `exp` has passed on this machine's clock (the same clock Better Auth uses)."""
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    await anyio.sleep(max(0.0, exp - time.time() + 0.2))
 
 
 # ---- the tokens themselves ---------------------------------------------------------------------
@@ -254,33 +239,33 @@ async def test_session_exchange_failures_say_what_to_do(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("status", "body", "expected"),
+    ("status", "body", "expected", "detail"),
     [
-        (200, b"<html>a login page</html>", "session is no longer valid"),
-        (200, b'{"session": null}', "session is no longer valid"),
-        (403, b'{"code": "BANNED_USER"}', "session is no longer valid"),
-        (503, b"", "Better Auth could not be reached"),
+        (200, b"<html>a login page</html>", "session is no longer valid", "the answer held no token"),
+        (200, b'{"session": null}', "session is no longer valid", "the answer held no token"),
+        (403, b'{"code": "BANNED_USER"}', "session is no longer valid", "HTTP 403"),
+        (503, b"", "Better Auth could not be reached", "HTTP 503"),
     ],
 )
 async def test_session_exchange_answers_without_a_jwt_are_unauthenticated(
-    status: int, body: bytes, expected: str
+    status: int, body: bytes, expected: str, detail: str
 ) -> None:
-    exchange = SessionExchange("http://better-auth.invalid", "a-session-token")
     seen: list[str] = []
 
-    def answer(request: httpx2.Request) -> httpx2.Response:
+    def answer(request: Request) -> None:
         seen.append(request.headers["authorization"])
-        return httpx2.Response(status, content=body)
+        request.send(status, body)
 
-    # Answers a real Better Auth does not give on cue (a wrong URL, a proxy, an outage): mock the wire.
-    exchange._client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
-    try:
-        with pytest.raises(UnauthenticatedError, match=expected) as caught:
-            await exchange.token()
-    finally:
-        await exchange.aclose()
+    # Answers a real Better Auth does not give on cue (a wrong URL, a proxy, an outage), from a loopback server.
+    with Loopback(answer) as server:
+        exchange = SessionExchange(server.base_url, "a-session-token")
+        try:
+            with pytest.raises(UnauthenticatedError, match=expected) as caught:
+                await exchange.token()
+        finally:
+            await exchange.aclose()
     assert seen == ["Bearer a-session-token"]
-    assert f"HTTP {status}" in str(caught.value) or status == 200
+    assert f"({detail})" in str(caught.value)
     assert "a-session-token" not in str(caught.value)
 
 
@@ -298,26 +283,22 @@ async def test_a_session_token_keeps_working_across_jwt_expiry_until_sign_out(
     ba = short_lived_better_auth  # JWTs live 3 s; the server below allows no leeway
     user = ba.sign_up("Dave")
 
+    lifetime = int(str(ba.jwt_expiration).removesuffix("s"))
     served = task_mcp(ba, database_file, better_auth_session_token=user.session_token, leeway_seconds=0)
     async with served as (app, client):
-        exchange = app.session_exchange
+        exchange = app.credentials.exchange
         assert exchange is not None
-        ok(await client.call_tool("create_task", {"title": "Before expiry"}))
-        first = await exchange.token()
+        ok(await client.call_tool("create_task", {"title": "Before expiry"}))  # exchanged, then verified
         assert exchange.exchange_count == 1
 
-        await sleep_past_expiry(first)
-        with pytest.raises(UnauthenticatedError, match="expired"):
-            await app.verifier.verify(first)  # so the next call cannot be using it
+        await anyio.sleep(lifetime + 1)  # every JWT issued so far has expired by now
         assert titles(await client.call_tool("list_tasks", {})) == ["Before expiry"]
-        second = await exchange.token()
-        assert exchange.exchange_count == 2 and second != first
+        assert exchange.exchange_count == 2  # a new JWT for the same session
 
         ba.sign_out(user.session_token)
-        # The JWT already issued stays valid until it expires; the next exchange is refused.
-        ok(await client.call_tool("list_tasks", {}))
-        await sleep_past_expiry(second)
+        await anyio.sleep(lifetime + 1)
         refused = unauthenticated(await client.call_tool("list_tasks", {}))
+        assert exchange.exchange_count == 3  # the exchange was tried, and refused
         assert "Better Auth session is no longer valid" in refused
         assert "Sign in" in refused and "TASK_MCP_BETTER_AUTH_SESSION_TOKEN" in refused
         assert user.session_token not in refused
@@ -340,10 +321,10 @@ async def test_task_mcp_token_comes_before_the_session_token(better_auth: Better
     async with both as (app, client):
         created = ok(await client.call_tool("create_task", {"title": "Frank's"}))["task"]
         assert created["id"] == 1
-        assert app.session_exchange is not None and app.session_exchange.exchange_count == 0
+        assert app.credentials.exchange is not None and app.credentials.exchange.exchange_count == 0
     async with task_mcp(better_auth, database_file, better_auth_session_token=erin.session_token) as (app, client):
         assert titles(await client.call_tool("list_tasks", {})) == []  # Erin's list, not Frank's
-        assert app.session_exchange is not None and app.session_exchange.exchange_count == 1
+        assert app.credentials.exchange is not None and app.credentials.exchange.exchange_count == 1
 
 
 # ---- Streamable HTTP ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from task_mcp.db import Database
 from task_mcp.errors import TaskMcpError
 from task_mcp.models import TaskCreate, TaskUpdate
 from task_mcp.service import TaskService
-from tests.conftest import rows
+from tests.helpers import rows
 
 PROCESSES = 4
 Call = tuple[str, tuple[Any, ...]]  # a TaskService method name and its arguments
@@ -35,17 +35,18 @@ def _run_calls(url: str, calls: list[Call], start_at: float) -> list[tuple[str, 
     """
     connections = min(len(calls), 8)  # at most 8 per process; more threads queue for one
     database = Database(url, pool_size=connections, max_overflow=0)
-    service = TaskService(database)
-    service._maybe_purge()  # the hourly purge rides on the first write: get it out of the race
+    service = TaskService(database, purge_every=None)  # no background purge in the race
     ready = threading.Barrier(len(calls))
 
     def one(call: Call) -> tuple[str, Any]:
         name, args = call
         # Open the pool's connections before the start, so that the calls race each other and
         # not the connection set-up.
-        database.run(lambda session: session.execute(text("SELECT 1")), write=False)
+        database.run(lambda conn: conn.execute(text("SELECT 1")), write=False)
         ready.wait()
-        time.sleep(max(0.0, start_at - time.time()))
+        if time.time() > start_at:
+            return "late", "this worker was ready only after the common start"
+        time.sleep(start_at - time.time())
         try:
             return "ok", getattr(service, name)(*args)
         except TaskMcpError as exc:
@@ -74,9 +75,13 @@ def workers() -> Iterator[ProcessPoolExecutor]:
 def at_once(workers: ProcessPoolExecutor, url: str, per_process: list[list[Call]]) -> list[tuple[str, Any]]:
     """Run each list of calls in its own worker process, all calls released together."""
     assert len(per_process) <= PROCESSES
-    start_at = time.time() + 0.5
+    # Far enough ahead that every worker is ready on a loaded machine; a late one fails the test
+    # instead of quietly not racing.
+    start_at = time.time() + 5
     futures = [workers.submit(_run_calls, url, calls, start_at) for calls in per_process]
-    return [answer for future in futures for answer in future.result(timeout=60)]
+    answers = [answer for future in futures for answer in future.result(timeout=120)]
+    assert [a for a in answers if a[0] == "late"] == []
+    return answers
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """`task-mcp serve` killed with SIGKILL while a 100-task `create_tasks` is in flight.
 
 After each kill a new server starts on the same database: the user has all 100 tasks of the
-killed call or none of them, numbers stay gap-free (the next task gets the next number), and a
+killed call or none of them (none for the kill that surely lands inside the open transaction),
+numbers stay gap-free (the next task gets the next number), and a
 SQLite file passes `PRAGMA integrity_check`.
 """
 
@@ -24,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from task_mcp.db import Database
-from tests.authkit import JwksServer
+from task_mcp.testing import JwksServer
 
 SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
@@ -146,6 +147,38 @@ def wait_for_open_write(url: str, application_name: str) -> bool:
         database.dispose()
 
 
+def slow_tag_writes(url: str, on: bool) -> None:
+    """Make each tag row take a while to write (a trigger), so a transaction stays open for seconds."""
+    # PostgreSQL notices the killed server only when the sleeping statement ends: wait for that.
+    database = Database(url, lock_timeout=60)
+    if url.startswith("sqlite"):
+        # No sleep in SQLite: count a cross join of the schema table, some 10^5 rows per tag row.
+        statements = (
+            [
+                "CREATE TRIGGER slow_tags AFTER INSERT ON task_tags BEGIN "
+                "SELECT count(*) FROM sqlite_master a, sqlite_master b, sqlite_master c, sqlite_master d; END"
+            ]
+            if on
+            else ["DROP TRIGGER slow_tags"]
+        )
+    else:
+        statements = (
+            [
+                "CREATE OR REPLACE FUNCTION slow_tags() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$",
+                "CREATE TRIGGER slow_tags AFTER INSERT ON task_tags FOR EACH ROW EXECUTE FUNCTION slow_tags()",
+            ]
+            if on
+            else ["DROP FUNCTION slow_tags() CASCADE"]
+        )
+    try:
+        with database.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        database.dispose()
+
+
 def test_a_server_killed_during_create_tasks_keeps_all_or_none_and_numbers_gap_free(
     database_url: str, jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -172,18 +205,26 @@ def test_a_server_killed_during_create_tasks_keeps_all_or_none_and_numbers_gap_f
                 assert len(server.tool("create_tasks", {"tasks": BATCH})["tasks"]) == 100
                 duration = time.monotonic() - started
                 total = 100
+            if point is None:
+                slow_tag_writes(database_url, on=True)
             server.call("create_tasks", {"tasks": BATCH})
             if point is None:
+                # With 800 slow tag rows the transaction stays open for several seconds: this kill
+                # lands inside it, after its first writes.
                 assert wait_for_open_write(database_url, name)
-                time.sleep(0.02 if postgres else 0.3 * duration)  # SQLite: past BEGIN IMMEDIATE, into the writes
+                time.sleep(0.3)
             else:
                 time.sleep(point * duration)
             server.proc.kill()  # SIGKILL: no cleanup, no rollback from the server's side
             server.proc.wait(10)
+            if point is None:
+                slow_tag_writes(database_url, on=False)
 
         numbers, counter = stored_numbers(database_url)
         survived = len(numbers) - total
         assert survived in (0, 100), f"{survived} of 100 tasks survived a kill at {point}"
+        if point is None:
+            assert survived == 0, "the kill inside the open transaction left its tasks"
         outcomes.append(survived)
         total = len(numbers)
         assert numbers == list(range(1, total + 1))

@@ -18,7 +18,8 @@ from sqlalchemy import text
 
 from task_mcp.cli import main
 from task_mcp.db import Database, head_revision
-from tests.authkit import JwksServer, SigningKey, claims_for
+from task_mcp.testing import JwksServer, SigningKey, claims_for
+from tests.loopback import Loopback, Request
 
 Doctor = Callable[..., tuple[int, str]]
 
@@ -73,6 +74,7 @@ def test_scoped_token_is_described_and_a_token_file_is_read(
 ) -> None:
     path = tmp_path / "token"
     path.write_text(f"Bearer {mint('bob', scope='tasks:read')}\n")
+    path.chmod(0o600)
     code, out = doctor(TOKEN_FILE=str(path))
     assert code == 0, out
     assert "user bob" in out and "scopes: tasks:read (read-only" in out and str(path) in out
@@ -115,6 +117,61 @@ def test_keys_for_another_algorithm_are_a_fix(doctor: Doctor) -> None:
 def test_no_better_auth_url_is_a_fix(doctor: Doctor) -> None:
     code, out = doctor(BETTER_AUTH_URL=None)
     assert code == 1 and "Set TASK_MCP_BETTER_AUTH_URL" in fix_lines(out)[0]
+
+
+def test_a_jwks_without_an_issuer_and_audience_to_check_is_a_fix(doctor: Doctor, jwks: JwksServer) -> None:
+    code, out = doctor(BETTER_AUTH_URL=None, JWKS_URL=jwks.url, ISSUER=jwks.base_url)
+    assert code == 1
+    [line] = fix_lines(out)
+    assert "TASK_MCP_JWKS_URL is set without TASK_MCP_AUDIENCE" in line
+    assert "Set TASK_MCP_BETTER_AUTH_URL, or both TASK_MCP_ISSUER and TASK_MCP_AUDIENCE" in line
+    code, out = doctor(BETTER_AUTH_URL=None, JWKS_URL=jwks.url, ISSUER=jwks.base_url, AUDIENCE=jwks.base_url)
+    assert code == 0, out
+
+
+def test_a_token_file_readable_by_others_is_a_fix(doctor: Doctor, mint: Callable[..., str], tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    token = mint("bob")
+    path.write_text(token)
+    path.chmod(0o644)
+    code, out = doctor(TOKEN_FILE=str(path))
+    assert code == 1
+    [line] = fix_lines(out)
+    assert "readable by other users (mode 644)" in line and f"chmod 600 {path}" in line
+    assert "user bob" in out  # the token itself is still checked
+    assert token not in out
+
+
+def test_a_fifo_or_huge_token_file_is_a_fix_and_is_not_read(doctor: Doctor, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out = doctor(TOKEN_FILE=str(fifo))  # reading it would block doctor forever
+    assert code == 1 and "not a regular file" in fix_lines(out)[0]
+    huge = tmp_path / "huge"
+    with huge.open("wb") as file:
+        file.truncate(300_000_000)
+    huge.chmod(0o600)
+    code, out = doctor(TOKEN_FILE=str(huge))
+    assert code == 1 and "larger than 64 KB" in fix_lines(out)[0]
+
+
+def test_a_plain_http_better_auth_url_on_a_network_host_is_a_fix(doctor: Doctor) -> None:
+    code, out = doctor(BETTER_AUTH_URL="http://auth.invalid")
+    assert code == 1
+    lines = [line for line in fix_lines(out) if "plain http://" in line]
+    assert len(lines) == 1 and "TASK_MCP_BETTER_AUTH_URL http://auth.invalid" in lines[0] and "https://" in lines[0]
+    _, out = doctor()  # the loopback http:// of the test JWKS is fine
+    assert "plain http://" not in out
+
+
+def test_a_jwks_redirected_to_another_origin_is_a_fix(doctor: Doctor, jwks: JwksServer) -> None:
+    def redirect(request: Request) -> None:
+        request.send(302, b"", headers={"Location": jwks.url})
+
+    with Loopback(redirect) as server:
+        code, out = doctor(BETTER_AUTH_URL=server.base_url)
+    assert code == 1
+    assert "redirected to another origin" in fix_lines(out)[0]
 
 
 def test_bad_configuration_is_one_fix_line(doctor: Doctor) -> None:

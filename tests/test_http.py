@@ -26,14 +26,16 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult
 
 from task_mcp.config import Settings
+from task_mcp.credentials import META_KEY
 from task_mcp.errors import UnauthenticatedError
-from task_mcp.server import BearerTokenVerifier, PrincipalAccessToken, TaskMcp, create_http_app
-from tests.authkit import JwksServer, SigningKey, bad_tokens
+from task_mcp.http import BearerIdentity, BearerTokenVerifier, PrincipalAccessToken, create_http_app
+from task_mcp.server import TaskMcp
+from task_mcp.testing import JwksServer, SigningKey, bad_tokens
+from tests.helpers import error as error_text
+from tests.helpers import ok
 
-META_KEY = "task-mcp/authorization"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 METADATA_PATH = "/.well-known/oauth-protected-resource/mcp"
 
@@ -144,19 +146,6 @@ async def raw_post(
     sent.update(headers or {})
     async with httpx2.AsyncClient(timeout=30) as http:
         return await http.post(url, json=body, headers=sent)
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error_text(result: CallToolResult, code: str) -> str:
-    assert result.is_error, result.structured_content
-    text = result.content[0].text  # type: ignore[union-attr]
-    assert text.startswith(f"{code}: "), text
-    return text
 
 
 async def titles(url: str, token: str) -> list[str]:
@@ -342,9 +331,9 @@ async def test_principal_over_http_without_a_verified_bearer_is_unauthenticated(
     # the _meta token nor the launch token would stand in for it.
     app = make_app(token=mint("carol"))
     with pytest.raises(UnauthenticatedError, match="Authorization: Bearer"):
-        await app.principal({META_KEY: mint("alice")}, over_http=True)
-    assert (await app.principal({META_KEY: mint("alice")})).user_id == "alice"  # stdio: _meta counts
-    assert (await app.principal(None)).user_id == "carol"  # stdio: then the launch token
+        await BearerIdentity(app.verifier).principal({META_KEY: mint("alice")})
+    assert (await app.stdio_identity.principal({META_KEY: mint("alice")})).user_id == "alice"  # stdio: _meta counts
+    assert (await app.stdio_identity.principal(None)).user_id == "carol"  # stdio: then the launch token
 
 
 @pytest.mark.anyio
@@ -408,13 +397,14 @@ async def test_healthz_answers_without_auth_when_the_database_is_up(server: Serv
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", ["postgres_closed_port", "sqlite_missing_dir"])
+@pytest.mark.parametrize("kind", ["postgres_closed_port", "sqlite_file_is_a_folder"])
 async def test_healthz_is_503_when_the_database_is_unreachable(
     start: Callable[..., Served], tmp_path: Path, kind: str
 ) -> None:
     url = {
         "postgres_closed_port": "postgresql+psycopg://postgres@127.0.0.1:1/tasks",
-        "sqlite_missing_dir": f"sqlite:///{tmp_path / 'missing' / 'tasks.db'}",
+        # (a file in a missing folder is refused at start-up instead: see test_db)
+        "sqlite_file_is_a_folder": f"sqlite:///{tmp_path}",
     }[kind]
     served = start(database_url=url, migrate=False)
     async with httpx2.AsyncClient(timeout=30) as http:
@@ -545,3 +535,187 @@ def test_settings_split_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.allowed_hosts == ("a.example.com", "b:*")
     assert settings.allowed_origins == ("https://x",)
     assert json.loads(Settings(_env_file=None).model_dump_json())["allowed_hosts"] == []
+
+
+# --- slow clients, stateless GET, Host and Origin on their own ---------------------------------
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True once the server has closed `sock` (whatever it sent first); False while it is open."""
+    try:
+        while chunk := sock.recv(4096):
+            del chunk
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.anyio
+async def test_requests_that_never_finish_are_closed_while_valid_calls_go_through(
+    jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
+) -> None:
+    port, token = _free_port(), mint("alice")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
+        # Long enough that the valid call's own requests, on a loaded machine, are never cut.
+        "TASK_MCP_HTTP_REQUEST_TIMEOUT_SECONDS": "10",
+        "TASK_MCP_JWKS_COOLDOWN_SECONDS": "0",
+        "TASK_MCP_LOG_LEVEL": "INFO",
+    }
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(port)]
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    slow: list[socket.socket] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx2.AsyncClient(timeout=5) as http:
+            for _ in range(600):
+                try:
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                assert proc.poll() is None, log.read_text()
+                await anyio.sleep(0.05)
+        # Warm the server's key cache first, so that the call under test depends on nothing but the
+        # server itself (a JWKS fetch that fails on a loaded machine is another test's subject).
+        for _ in range(20):
+            if (await raw_post(url + "/mcp", call_body("list_tasks", {}), token=token)).status_code == 200:
+                break
+            await anyio.sleep(0.5)
+        for i in range(100):  # headers that never end
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + str(i).encode())
+            slow.append(sock)
+        body_never_ends = socket.create_connection(("127.0.0.1", port))
+        body_never_ends.sendall(
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            'Content-Length: 1000\r\n\r\n{"jsonrpc": '.encode()
+        )
+        slow.append(body_never_ends)
+        for sock in slow:
+            sock.setblocking(False)
+
+        try:
+            async with connect(url + "/mcp", token) as client:  # meanwhile, a real call is served
+                ok(await client.call_tool("create_task", {"title": "served despite slow clients"}))
+        except Exception as exc:
+            raise AssertionError(f"the valid call failed; server log:\n{log.read_text()[-4000:]}") from exc
+
+        open_sockets = list(slow)
+        for _ in range(3000):  # the server closes them after ~10 s; wait far longer on a loaded machine
+            open_sockets = [sock for sock in open_sockets if not _closed_by_server(sock)]
+            if not open_sockets:
+                break
+            await anyio.sleep(0.1)
+        assert len(open_sockets) == 0, f"{len(open_sockets)} of {len(slow)} incomplete requests still open"
+        assert "closed an HTTP connection whose request was incomplete" in log.read_text()
+        async with connect(url + "/mcp", token) as client:
+            titles_now = [t["title"] for t in ok(await client.call_tool("list_tasks", {}))["tasks"]]
+        assert titles_now == ["served despite slow clients"]
+    finally:
+        for sock in slow:
+            sock.close()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+
+
+@pytest.mark.anyio
+async def test_get_on_the_stateless_endpoint_is_405_not_an_endless_stream(
+    server: Served, mint: Callable[..., str]
+) -> None:
+    # Before: a 200 event stream that never sent anything and never ended (hence the deadline).
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            response = await http.get(
+                server.mcp, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {mint('alice')}"}
+            )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.anyio
+async def test_any_host_still_checks_the_allowed_origins(
+    start: Callable[..., Served], mint: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASK_MCP_ALLOWED_HOSTS", "*")
+    monkeypatch.setenv("TASK_MCP_ALLOWED_ORIGINS", "https://app.example.com")
+    served, token, body = start(), mint("alice"), call_body("list_tasks", {})
+    foreign_host = {"Host": "tasks.example.com"}
+    assert (await raw_post(served.mcp, body, token=token, headers=foreign_host)).status_code == 200
+    allowed = foreign_host | {"Origin": "https://app.example.com"}
+    assert (await raw_post(served.mcp, body, token=token, headers=allowed)).status_code == 200
+    evil = foreign_host | {"Origin": "https://evil.example.com"}
+    assert (await raw_post(served.mcp, body, token=token, headers=evil)).status_code == 403
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of the live child processes of `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.anyio
+async def test_serve_http_with_two_workers_serves_one_port_from_two_processes(
+    jwks: JwksServer, mint: Callable[..., str], tmp_path: Path
+) -> None:
+    port, token = _free_port(), mint("alice")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
+        "TASK_MCP_LOG_LEVEL": "WARNING",
+    }
+    db = f"sqlite:///{tmp_path / 'tasks.db'}"
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(port)]
+    command += ["--workers", "2", "--database-url", db]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx2.AsyncClient(timeout=5) as http:
+            for _ in range(1200):
+                try:
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                assert proc.poll() is None, proc.communicate()[1]
+                await anyio.sleep(0.05)
+        async with connect(url + "/mcp", token) as client:
+            for i in range(6):
+                ok(await client.call_tool("create_task", {"title": f"task {i}"}))
+        assert sorted(await titles(url + "/mcp", token)) == [f"task {i}" for i in range(6)]
+        workers = [line for line in _children(proc.pid) if "spawn_main" in line]
+        assert len(workers) == 2, _children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert stdout == ""
+    assert token not in stderr
+
+
+def test_serve_http_refuses_an_in_memory_sqlite_database_with_several_workers(jwks: JwksServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_MCP_")} | {
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url
+    }
+    command = [sys.executable, "-m", "task_mcp", "serve", "--transport", "http", "--port", str(_free_port())]
+    done = subprocess.run(
+        [*command, "--workers", "2", "--database-url", "sqlite:///:memory:"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("task-mcp: error: TASK_MCP_DATABASE_URL: an in-memory SQLite database")
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.authkit import JwksServer
+from task_mcp.testing import JwksServer
 
 MCP_JSON = Path(__file__).parent.parent / "mcp.json"
 

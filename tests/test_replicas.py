@@ -33,9 +33,10 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.authkit import JwksServer
-from tests.conftest import rows
-from tests.test_http import connect, error_text, ok
+from task_mcp.testing import JwksServer
+from tests.helpers import error as error_text
+from tests.helpers import ok, rows
+from tests.test_http import connect
 
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR")
 NEEDS_POSTGRES = "set TASK_MCP_TEST_POSTGRES_URL to run the PostgreSQL tests"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import os
 from collections.abc import Callable
@@ -10,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from task_mcp.config import Settings
+from task_mcp.credentials import META_KEY
 from task_mcp.server import TaskMcp
-from tests.conftest import connect
+from tests.helpers import connect
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
 
 
 def _wire(result: Any) -> str:
@@ -30,16 +34,51 @@ def _params(schema: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]
     return found
 
 
-@pytest.mark.anyio
-async def test_tools_list_matches_the_reviewed_snapshot(app: TaskMcp) -> None:
-    async with connect(app) as client:
-        tools = await client.list_tools()
-    current = json.loads(_wire(tools))
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
-        SNAPSHOT.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
-    assert current == json.loads(SNAPSHOT.read_text()), (
-        "tools/list changed: review the difference, then run UPDATE_SNAPSHOTS=1 make test"
+def snapshot_problem(name: str, definition: dict[str, Any], directory: Path, *, update: bool) -> str | None:
+    """What is wrong with tool `name`'s snapshot, or None; with `update` it rewrites a stale one."""
+    current = json.dumps(definition, indent=1, sort_keys=True) + "\n"
+    path = directory / f"{name}.json"
+    stored = path.read_text() if path.exists() else None
+    if stored == current:
+        return None
+    if update:
+        path.write_text(current)
+        return f"{name}: snapshot rewritten, review it: git diff {path}"
+    if stored is None:
+        return f"{name}: no snapshot at {path}. Create it with UPDATE_SNAPSHOTS=1 make test, then review it."
+    diff = "".join(difflib.unified_diff(stored.splitlines(True), current.splitlines(True), f"{name} (snapshot)", name))
+    return f"{name}: what the model sees changed; if intended, run UPDATE_SNAPSHOTS=1 make test and review it\n{diff}"
+
+
+@pytest.fixture
+def offline_app(tmp_path: Path) -> TaskMcp:
+    """A server whose tool table can be read without a database or a JWKS being reached."""
+    settings = Settings(
+        _env_file=None, database_url=f"sqlite:///{tmp_path / 'unused.db'}", better_auth_url="http://127.0.0.1:9"
     )
+    return TaskMcp(settings)
+
+
+@pytest.mark.anyio
+async def test_each_tool_definition_matches_its_reviewed_snapshot(offline_app: TaskMcp) -> None:
+    async with connect(offline_app) as client:
+        tools = (await client.list_tools()).tools
+    update = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+    problems = [snapshot_problem(t.name, json.loads(_wire(t)), SNAPSHOTS, update=update) for t in tools]
+    stale = sorted({p.stem for p in SNAPSHOTS.glob("*.json")} - {t.name for t in tools})
+    assert [p for p in problems if p] == [] and stale == [], stale
+
+
+def test_a_missing_snapshot_fails_and_an_updated_one_fails_until_reviewed(tmp_path: Path) -> None:
+    definition = {"name": "get_task", "description": "Get one task."}
+    missing = snapshot_problem("get_task", definition, tmp_path, update=False)
+    assert missing is not None and "no snapshot" in missing and "UPDATE_SNAPSHOTS=1" in missing
+    assert not (tmp_path / "get_task.json").exists()  # never written without being asked
+    written = snapshot_problem("get_task", definition, tmp_path, update=True)
+    assert written is not None and "rewritten, review it" in written
+    assert snapshot_problem("get_task", definition, tmp_path, update=False) is None
+    changed = snapshot_problem("get_task", {**definition, "description": "Other."}, tmp_path, update=False)
+    assert changed is not None and changed.startswith("get_task: ") and '- "description": "Get one task."' in changed
 
 
 @pytest.mark.anyio
@@ -77,33 +116,78 @@ async def test_tools_list_fits_the_context_budget(app: TaskMcp) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_page_of_twenty_tasks_fits_the_context_budget(app: TaskMcp, mint: Callable[..., str]) -> None:
-    meta = {"task-mcp/authorization": mint("alice")}
-    # Typical agent-made tasks: a 40-50 character title, a due on some, two tags, a description
-    # (which a compact page leaves out).
+async def test_a_page_of_twenty_tasks_fits_the_context_budget_one_line_per_task(
+    app: TaskMcp, mint: Callable[..., str]
+) -> None:
+    meta = {META_KEY: mint("alice")}
+    # DESIGN's fixture: titles of 60 characters, 3 tags, a due, a priority, a description (which a
+    # compact page leaves out); more tasks than a page, so the answer carries a cursor too.
     items = [
         {
-            "title": f"Draft section {i} of the quarterly finance report",
+            "title": f"Draft section {i:02d} of the quarterly finance report for reviews",
             "description": "Numbers from the ledger export; ask Sam for the Q3 comparison. " * 3,
-            "priority": ["none", "low", "high"][i % 3],
+            "priority": ["low", "high", "urgent"][i % 3],
             "due": "2026-12-01T16:00:00Z" if i % 2 else "2026-12-15",
-            "tags": ["work", "finance"],
+            "tags": ["work", "finance", "planning"],
         }
         for i in range(25)
     ]
+    assert {len(item["title"]) for item in items} == {60}
     async with connect(app) as client:
         created = await client.call_tool("create_tasks", {"tasks": items}, meta=meta)
         assert not created.is_error
         page = await client.call_tool("list_tasks", {}, meta=meta)
-    assert len(page.structured_content["tasks"]) == 20
-    size = len(json.dumps(page.structured_content, separators=(",", ":"))) + len(page.content[0].text)
+    tasks = page.structured_content["tasks"]
+    text = page.content[0].text
+    assert len(tasks) == 20 and page.structured_content["next_cursor"]
+    size = len(json.dumps(page.structured_content, separators=(",", ":")).encode()) + len(text.encode())
     assert size <= 6_000
+    lines = text.splitlines()
+    task_lines = [line for line in lines if line.startswith("#")]
+    assert [line.split()[0] for line in task_lines] == [f"#{t['id']}" for t in tasks]  # one line per task
+    assert len(lines) == len(task_lines) + 2  # plus "20 of 25 tasks" and the cursor
+    assert all(item["title"] in line for item, line in zip(tasks, task_lines, strict=True))
+
+
+@pytest.mark.anyio
+async def test_compact_list_items_leave_out_timestamps_nulls_and_empty_lists(
+    app: TaskMcp, mint: Callable[..., str]
+) -> None:
+    meta = {"task-mcp/authorization": mint("alice")}
+    async with connect(app) as client:
+        await client.call_tool("create_task", {"title": "Bare", "description": "hidden in lists"}, meta=meta)
+        await client.call_tool("create_task", {"title": "Tagged", "tags": ["home"], "due": "2026-12-01"}, meta=meta)
+        page = await client.call_tool("list_tasks", {}, meta=meta)
+        full = await client.call_tool("list_tasks", {"include_description": True}, meta=meta)
+    tagged, bare = page.structured_content["tasks"]
+    assert bare == {"id": 1, "title": "Bare", "status": "open", "priority": "none", "version": 1}
+    assert tagged == {"id": 2, "title": "Tagged", "status": "open", "priority": "none", "due": "2026-12-01",
+                      "tags": ["home"], "version": 1}  # fmt: skip
+    assert full.structured_content["tasks"][1]["tags"] == [] and "created_at" in full.structured_content["tasks"][1]
+
+
+@pytest.mark.anyio
+async def test_a_write_whose_answer_fails_after_its_commit_does_not_say_nothing_was_changed(
+    app: TaskMcp, mint: Callable[..., str]
+) -> None:
+    def broken(args: Any, answer: Any) -> tuple[dict[str, Any], str]:
+        raise RuntimeError("rendering failed after the commit")
+
+    app.specs["create_task"] = dataclasses.replace(app.specs["create_task"], render=broken)
+    meta = {"task-mcp/authorization": mint("alice")}
+    async with connect(app) as client:
+        result = await client.call_tool("create_task", {"title": "Saved anyway"}, meta=meta)
+        listed = await client.call_tool("list_tasks", {}, meta=meta)
+    text = result.content[0].text
+    assert result.is_error and text.startswith("internal: ")
+    assert "nothing was changed" not in text and "Do not repeat create_task" in text
+    assert [t["title"] for t in listed.structured_content["tasks"]] == ["Saved anyway"]
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_whole_session_works_in_both_protocol_modes(app: TaskMcp, mint: Callable[..., str], mode: str) -> None:
-    meta = {"task-mcp/authorization": f"Bearer {mint('alice')}"}
+    meta = {META_KEY: f"Bearer {mint('alice')}"}
     async with connect(app, mode=mode) as client:
         created = await client.call_tool("create_task", {"title": "Water the plants"}, meta=meta)
         task_id = created.structured_content["task"]["id"]

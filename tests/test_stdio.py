@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult
 
-from tests.authkit import JwksServer
+from task_mcp.credentials import META_KEY
+from task_mcp.testing import JwksServer
+from tests.helpers import error, ok
 
 SERVE = [sys.executable, "-m", "task_mcp", "serve"]
-META_KEY = "task-mcp/authorization"
 TOOLS = {
     "list_tasks", "get_task", "create_task", "create_tasks",
     "update_task", "complete_task", "delete_task", "restore_task",
@@ -59,22 +59,6 @@ async def stdio(env: dict[str, str], mode: str = "auto") -> AsyncIterator[Client
     params = StdioServerParameters(command=SERVE[0], args=SERVE[1:], env=env)
     async with Client(params, mode=mode, read_timeout_seconds=20) as client:  # type: ignore[arg-type]
         yield client
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if c.type == "text")
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error(result: CallToolResult, code: str) -> str:
-    assert result.is_error, text(result)
-    assert text(result).startswith(f"{code}: "), text(result)
-    return text(result)
 
 
 @pytest.mark.anyio

@@ -11,66 +11,20 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from mcp import Client
-from mcp.types import CallToolResult
 
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
-from tests.conftest import connect
+from tests.helpers import Caller, connect, new_task
 
 pytestmark = pytest.mark.anyio
 
-AUTH = "task-mcp/authorization"
 WRITE_TOOLS = ("create_task", "create_tasks", "update_task", "complete_task", "delete_task", "restore_task")
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Caller:
-    """One user on a shared MCP session: every call carries that user's token in `_meta`."""
-
-    client: Client
-    token: str
-
-    async def call(self, tool: str, **arguments: Any) -> CallToolResult:
-        return await self.client.call_tool(tool, arguments, meta={AUTH: f"Bearer {self.token}"})
-
-    async def ok(self, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = await self.call(tool, **arguments)
-        assert not result.is_error, result.content[0].text
-        assert result.structured_content is not None
-        return result.structured_content
-
-    async def fails(self, tool: str, code: str, **arguments: Any) -> str:
-        result = await self.call(tool, **arguments)
-        text = result.content[0].text
-        assert result.is_error, text
-        assert text.startswith(f"{code}: "), text
-        return text
-
-    async def task(self, task_id: int) -> dict[str, Any]:
-        return (await self.ok("get_task", task_id=task_id))["task"]
-
-    async def create(self, n: int, **fields: Any) -> dict[str, Any]:
-        return (await self.ok("create_task", **new_task(n, **fields)))["task"]
-
-    async def total(self) -> int:
-        return (await self.ok("list_tasks", status="all"))["total"]
-
-    async def ids(self) -> list[int]:
-        page = await self.ok("list_tasks", status="all", limit=100)
-        return sorted(t["id"] for t in page["tasks"])
-
-
-def new_task(n: int, **fields: Any) -> dict[str, Any]:
-    """The arguments of a deterministic task number `n`."""
-    return {"title": f"Task {n}", **fields}
 
 
 @asynccontextmanager
@@ -204,7 +158,7 @@ async def test_a_parent_that_is_missing_deleted_or_another_users_is_not_found(ap
         await alice.fails("create_task", "not_found", **new_task(9, parent_id=3))  # bob has a task 3
         await alice.fails("create_task", "not_found", **new_task(9, parent_id=2**31 - 1))
         await alice.fails("create_tasks", "not_found", tasks=[new_task(9, parent_id=3)])
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         assert (await alice.create(3, parent_id=1))["id"] == 3
 
 
@@ -239,7 +193,7 @@ async def test_the_same_key_with_other_arguments_is_a_conflict(app, mint):
         for other in others:
             text = await alice.fails("create_task", "conflict", **other, idempotency_key="k1")
             assert "k1" in text
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         assert await alice.task(1) == first["task"]
 
 
@@ -249,7 +203,7 @@ async def test_the_same_key_on_the_other_create_tool_counts_as_other_arguments(a
         await alice.fails("create_tasks", "conflict", tasks=[new_task(1)], idempotency_key="single")
         await alice.ok("create_tasks", tasks=[new_task(2)], idempotency_key="many")
         await alice.fails("create_task", "conflict", **new_task(2), idempotency_key="many")
-        assert await alice.ids() == [1, 2]
+        assert await alice.all_ids() == [1, 2]
 
 
 async def test_idempotency_keys_belong_to_one_user(app, mint):
@@ -260,8 +214,8 @@ async def test_idempotency_keys_belong_to_one_user(app, mint):
         assert (mine["created"], theirs["created"]) == (True, True)
         assert (mine["task"]["id"], theirs["task"]["id"]) == (2, 1)
         assert theirs["task"]["title"] == "Task 7"
-        assert await alice.ids() == [1, 2]
-        assert await bob.ids() == [1]
+        assert await alice.all_ids() == [1, 2]
+        assert await bob.all_ids() == [1]
 
 
 async def test_replaying_a_key_after_its_task_was_deleted_is_a_conflict_naming_the_task_and_restore_task(app, mint):
@@ -271,7 +225,7 @@ async def test_replaying_a_key_after_its_task_was_deleted_is_a_conflict_naming_t
         await alice.ok("delete_task", task_id=2)
         text = await alice.fails("create_task", "conflict", **new_task(2), idempotency_key="k")
         assert "task 2" in text and "restore_task" in text
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         await alice.ok("restore_task", task_id=2)
         assert (await alice.ok("create_task", **new_task(2), idempotency_key="k"))["created"] is False
 
@@ -306,7 +260,7 @@ async def test_create_tasks_numbers_its_tasks_consecutively_in_order(app, mint):
             (3, "Task 3", ["step3"]),
             (4, "Task 4", ["step4"]),
         ]
-        assert await alice.ids() == [1, 2, 3, 4]
+        assert await alice.all_ids() == [1, 2, 3, 4]
 
 
 async def test_create_tasks_takes_up_to_one_hundred_tasks(app, mint):
@@ -337,7 +291,7 @@ async def test_one_bad_item_creates_nothing_and_uses_up_no_task_number(app, mint
         for code, bad in cases:
             text = await alice.fails("create_tasks", code, tasks=[new_task(2), bad, new_task(4)])
             assert code == "not_found" or text.startswith("invalid_argument: tasks[1]"), text
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         again = await alice.ok("create_tasks", tasks=[new_task(2), new_task(3)])
         assert [t["id"] for t in again["tasks"]] == [2, 3]
         assert (await alice.create(4))["id"] == 4
@@ -531,12 +485,12 @@ async def test_a_deleted_task_disappears_from_list_and_get(app, mint):
         await alice.create(1)
         await alice.create(2)
         assert await alice.ok("delete_task", task_id=1) == {"task_id": 1, "deleted": True}
-        assert await alice.ids() == [2]
+        assert await alice.all_ids() == [2]
         assert "restore_task" in await alice.fails("get_task", "not_found", task_id=1)
         await alice.fails("complete_task", "not_found", task_id=1)
         restored = (await alice.ok("restore_task", task_id=1))["task"]
         assert (restored["id"], restored["title"], restored["version"]) == (1, "Task 1", 3)
-        assert await alice.ids() == [1, 2]
+        assert await alice.all_ids() == [1, 2]
 
 
 async def test_delete_takes_the_live_subtree_and_restore_brings_back_the_same_set(app, mint):
@@ -551,13 +505,13 @@ async def test_delete_takes_the_live_subtree_and_restore_brings_back_the_same_se
         before = {n: await alice.task(n) for n in (1, 2, 3, 4, 6)}
 
         await alice.ok("delete_task", task_id=1)
-        assert await alice.ids() == [6]
+        assert await alice.all_ids() == [6]
         for n in (1, 2, 3, 4, 5):
             await alice.fails("get_task", "not_found", task_id=n)
 
         restored = (await alice.ok("restore_task", task_id=1))["task"]
         assert restored["version"] == before[1]["version"] + 2
-        assert await alice.ids() == [1, 2, 3, 4, 6]
+        assert await alice.all_ids() == [1, 2, 3, 4, 6]
         for n in (1, 2, 3, 4):
             task = await alice.task(n)
             assert task["version"] == before[n]["version"] + 2, n  # one for delete, one for restore
@@ -575,7 +529,7 @@ async def test_restoring_a_subtask_whose_parent_is_still_deleted_is_a_conflict(a
         assert "task 1" in text and "first" in text and "restore_task" in text
         await alice.fails("get_task", "not_found", task_id=2)
         await alice.ok("restore_task", task_id=1)
-        assert await alice.ids() == [1, 2]
+        assert await alice.all_ids() == [1, 2]
 
 
 async def test_a_subtask_deleted_before_its_parent_needs_its_own_restore_after_the_parents(app, mint):
@@ -588,9 +542,9 @@ async def test_a_subtask_deleted_before_its_parent_needs_its_own_restore_after_t
         assert "task_id 1 first" in text
         assert "restores its subtasks" not in text  # it would not: task 2 was not deleted with task 1
         await alice.ok("restore_task", task_id=1)
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         await alice.ok("restore_task", task_id=2)
-        assert await alice.ids() == [1, 2]
+        assert await alice.all_ids() == [1, 2]
 
 
 async def test_deleting_or_restoring_again_succeeds_without_a_new_version(app, mint):
@@ -604,7 +558,7 @@ async def test_deleting_or_restoring_again_succeeds_without_a_new_version(app, m
         assert first["version"] == 3
         assert (await alice.ok("restore_task", task_id=1))["task"] == first
         assert (await alice.ok("restore_task", task_id=2))["task"]["version"] == 3
-        assert await alice.ids() == [1, 2]
+        assert await alice.all_ids() == [1, 2]
 
 
 async def test_deleting_or_restoring_a_task_that_does_not_exist_is_not_found(app, mint):
@@ -631,7 +585,7 @@ async def test_a_task_deleted_longer_than_the_retention_period_is_gone_for_good(
         await alice.fails("restore_task", "not_found", task_id=1)
         await alice.fails("get_task", "not_found", task_id=1)
         assert (await alice.ok("restore_task", task_id=2))["task"]["title"] == "Task 2"
-        assert await alice.ids() == [2, 3]
+        assert await alice.all_ids() == [2, 3]
         assert (await alice.create(4))["id"] == 4  # a purged number is never reused
 
 
@@ -644,7 +598,8 @@ async def test_writes_purge_expired_deleted_tasks_without_a_scheduler(app, mint)
         await alice.ok("delete_task", task_id=1)
         clock.advance(days=7, seconds=1)
         app.service = TaskService(app.database, retention_days=7, clock=clock)  # a restarted server
-        await alice.ok("delete_task", task_id=2)  # this write purges task 1, deleted over 7 days ago
+        await alice.ok("delete_task", task_id=2)  # this write starts a purge of task 1, deleted over 7 days ago
+        app.database.wait_for_background()  # the purge runs on a thread of its own, after the answer
         await alice.fails("restore_task", "not_found", task_id=1)
         await alice.ok("restore_task", task_id=2)
 
@@ -681,7 +636,7 @@ async def test_another_users_task_numbers_are_not_found_on_every_tool_and_their_
 
         assert [await alice.task(n) for n in (1, 2)] == before
         await alice.fails("get_task", "not_found", task_id=3)
-        assert await alice.ids() == [1, 2]
+        assert await alice.all_ids() == [1, 2]
         assert await bob.total() == 0
         assert (await bob.create(1))["id"] == 1  # bob's own numbering is untouched by alice's
 
@@ -726,7 +681,7 @@ async def test_an_unexpected_exception_is_internal_without_its_message_and_is_lo
             assert ("nothing was changed" in text) is nothing_changed, text
             logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
             assert len(logged) == 1 and tool in logged[0].getMessage(), tool
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         assert await alice.task(1) == before
 
 
@@ -746,7 +701,7 @@ async def test_a_failure_inside_the_transaction_rolls_everything_back_and_uses_u
             patch.setattr(TaskService, "_new_task", fail_on_third)
             text = await alice.fails("create_tasks", "internal", tasks=[new_task(n) for n in (2, 3, 4)])
         assert "nothing was changed" in text and "disk" not in text
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
         result = await alice.ok("create_tasks", tasks=[new_task(n) for n in (2, 3)])
         assert [t["id"] for t in result["tasks"]] == [2, 3]
 
@@ -777,7 +732,7 @@ async def test_read_only_mode_lists_only_the_read_tools_and_forbids_the_others(m
             text = await alice.fails(tool, "forbidden", **arguments)
             assert "read-only" in text, text
         assert await alice.task(1) == before
-        assert await alice.ids() == [1]
+        assert await alice.all_ids() == [1]
 
 
 SCOPE_CASES = [  # (scope claim, may read, may write)
@@ -811,4 +766,4 @@ async def test_scopes_decide_which_tools_a_token_may_call(app, mint):
                     assert ("tasks:write" if tool in WRITE_TOOLS else "tasks:read") in text, (scope, text)
             if can_write:
                 expected.append(len(expected) + 1)
-            assert await owner.ids() == expected, scope
+            assert await owner.all_ids() == expected, scope

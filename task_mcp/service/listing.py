@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select, tuple_
-from sqlmodel import col
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, func, or_, select, tuple_
 
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, Task, TaskOut, TaskQuery, TaskTag, parse_due, task_out
+from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold, parse_due, task_out
 
-_TASKS = Task.__table__
+_TASKS = TASKS
+_T = TASKS.c
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,17 @@ class TaskPage:
     total: int
 
 
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 def _start_of_day(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-
-
-def _lower(value: str | None) -> str | None:
-    return None if value is None else value.lower()
+    try:
+        return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    except OverflowError:
+        # Only a stored 0001-01-01 (or 9999-12-31) can get here: today's inputs cannot be that
+        # close to the calendar's ends. Clamping keeps it first (or last) in a sort by due.
+        return _EARLIEST if day.year == 1 else _LATEST
 
 
 def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
@@ -52,7 +57,7 @@ class TaskList:
         self.zone = ZoneInfo(query.timezone)
         self.filters = self._filters()
         self.fingerprint = _query_fingerprint(query)  # checks the cursor given, marks the one returned
-        self.cursor = _decode_cursor(query.cursor, self.fingerprint, query.sort)
+        self.cursor = _decode_cursor(query.cursor, self.fingerprint, query.sort, self.zone)
 
     def page(self) -> TaskPage:
         rows = self._due_rows() if self.query.sort == "due" else self._simple_rows()
@@ -68,77 +73,71 @@ class TaskList:
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query
-        where: list[ColumnElement[bool]] = [col(Task.owner_id) == self.user_id, col(Task.deleted_at).is_(None)]
+        where: list[ColumnElement[bool]] = [_T.owner_id == self.user_id, _T.deleted_at.is_(None)]
         if q.status != "all":
-            where.append(col(Task.status) == q.status)
+            where.append(_T.status == q.status)
         if q.priority:
-            where.append(col(Task.priority).in_([PRIORITIES.index(p) for p in q.priority]))
+            where.append(_T.priority.in_([PRIORITIES.index(p) for p in q.priority]))
         for tag in q.tags or []:
-            tagged = select(TaskTag.task_pk).where(col(TaskTag.owner_id) == self.user_id, col(TaskTag.tag) == tag)
-            where.append(col(Task.pk).in_(tagged))
+            tagged = select(TASK_TAGS.c.task_pk).where(TASK_TAGS.c.owner_id == self.user_id, TASK_TAGS.c.tag == tag)
+            where.append(_T.pk.in_(tagged))
         if q.text:
-            where.append(or_(*(self._contains(col(c), q.text) for c in (Task.title, Task.description))))
+            # Case-folded copies, compared with a plain LIKE: the same answer on every database.
+            needle = fold(q.text)
+            where.append(or_(*(c.contains(needle, autoescape=True) for c in (_T.title_folded, _T.description_folded))))
         if q.due_after is not None or q.due_before is not None:
             where.append(self._due_range(q.due_after, q.due_before))
         if q.overdue:
             today = _local_date(self.now, self.zone)
-            where.append(col(Task.status) == "open")
-            where.append(or_(col(Task.due_at) < self.now, col(Task.due_date) < today))
+            where.append(_T.status == "open")
+            where.append(or_(_T.due_at < self.now, _T.due_date < today))
         if q.parent_id is not None:
             parent = self.conn.execute(
-                select(Task.deleted_at).where(col(Task.owner_id) == self.user_id, col(Task.number) == q.parent_id)
+                select(_T.deleted_at).where(_T.owner_id == self.user_id, _T.number == q.parent_id)
             ).first()
             if parent is None or parent[0] is not None:
                 raise NotFoundError.task(q.parent_id)
-            where.append(col(Task.parent_number) == q.parent_id)
+            where.append(_T.parent_number == q.parent_id)
         return where
-
-    def _contains(self, column: Any, text: str) -> ColumnElement[bool]:
-        if self.conn.dialect.name != "sqlite":
-            return column.icontains(text, autoescape=True)  # type: ignore[no-any-return]
-        # SQLite's lower() and LIKE fold ASCII letters only ("ÉCOLE" would not match "école"):
-        # fold every letter in Python, as PostgreSQL's ILIKE does.
-        raw = self.conn.connection.driver_connection
-        raw.create_function("task_mcp_lower", 1, _lower, deterministic=True)  # type: ignore[union-attr]
-        folded = func.task_mcp_lower(column, type_=column.type)
-        return folded.contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]
 
     def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:
         # A dated task's day [start, next start) in the zone overlaps [A, B] exactly when
         # local_date(A) <= day <= local_date(B), so date-only dues compare as plain dates.
-        instant: list[ColumnElement[bool]] = [col(Task.due_at).is_not(None)]
-        day: list[ColumnElement[bool]] = [col(Task.due_date).is_not(None)]
+        instant: list[ColumnElement[bool]] = [_T.due_at.is_not(None)]
+        day: list[ColumnElement[bool]] = [_T.due_date.is_not(None)]
         if after is not None:
             bound = parse_due(after)
             if isinstance(bound, dt.datetime):
-                instant.append(col(Task.due_at) >= bound)
-                day.append(col(Task.due_date) >= _local_date(bound, self.zone))
+                instant.append(_T.due_at >= bound)
+                day.append(_T.due_date >= _local_date(bound, self.zone))
             else:
-                instant.append(col(Task.due_at) >= _start_of_day(bound, self.zone))
-                day.append(col(Task.due_date) >= bound)
+                instant.append(_T.due_at >= _start_of_day(bound, self.zone))
+                day.append(_T.due_date >= bound)
         if before is not None:
             bound = parse_due(before)
             if isinstance(bound, dt.datetime):
-                instant.append(col(Task.due_at) <= bound)
-                day.append(col(Task.due_date) <= _local_date(bound, self.zone))
+                instant.append(_T.due_at <= bound)
+                day.append(_T.due_date <= _local_date(bound, self.zone))
             else:
-                instant.append(col(Task.due_at) < _start_of_day(bound + dt.timedelta(days=1), self.zone))
-                day.append(col(Task.due_date) <= bound)
+                instant.append(_T.due_at < _start_of_day(bound + dt.timedelta(days=1), self.zone))
+                day.append(_T.due_date <= bound)
         return or_(and_(*instant), and_(*day))
 
     # created / updated / priority: newest or highest first, ties by id in the same direction.
     def _simple_rows(self) -> list[Any]:
-        column = {"created": Task.created_at, "updated": Task.updated_at, "priority": Task.priority}[self.query.sort]
+        column: ColumnElement[Any] = {"created": _T.created_at, "updated": _T.updated_at, "priority": _T.priority}[
+            self.query.sort
+        ]
         stmt = select(_TASKS).where(*self.filters)
         if self.cursor is not None:
             key, number = self.cursor["k"], self.cursor["n"]
             if self.query.sort != "priority":
                 key = dt.datetime.fromisoformat(key)
-            stmt = stmt.where(tuple_(col(column), col(Task.number)) < tuple_(key, number))
-        stmt = stmt.order_by(col(column).desc(), col(Task.number).desc()).limit(self.query.limit + 1)
+            stmt = stmt.where(tuple_(column, _T.number) < tuple_(key, number))
+        stmt = stmt.order_by(column.desc(), _T.number.desc()).limit(self.query.limit + 1)
         return self._rows(stmt)
 
-    def _rows(self, stmt: Select[Any]) -> list[Any]:
+    def _rows(self, stmt: Select[Any]) -> list[Row[Any]]:
         # Plain rows with Task's columns, not ORM objects: nothing here is changed, and building
         # objects cost more than the query.
         return list(self.conn.execute(stmt).all())
@@ -146,9 +145,10 @@ class TaskList:
     # due: soonest first, undated last, ties by id ascending. Instants and all-day dates are two
     # index-ordered streams; a date counts as the start of its day in the zone, so the page is
     # their merge, followed by the undated tasks.
-    def _due_key(self, task: Any) -> dt.datetime:
-        if task.due_at is not None:
-            return task.due_at
+    def _due_key(self, task: Row[Any]) -> dt.datetime:
+        due_at: dt.datetime | None = task.due_at
+        if due_at is not None:
+            return due_at
         assert task.due_date is not None
         return _start_of_day(task.due_date, self.zone)
 
@@ -157,25 +157,23 @@ class TaskList:
         cursor = self.cursor
         rows: list[Any] = []
         if cursor is None or cursor["k"] is not None:
-            instants = select(_TASKS).where(*self.filters, col(Task.due_at).is_not(None))
-            days = select(_TASKS).where(*self.filters, col(Task.due_date).is_not(None))
+            instants = select(_TASKS).where(*self.filters, _T.due_at.is_not(None))
+            days = select(_TASKS).where(*self.filters, _T.due_date.is_not(None))
             if cursor is not None:
                 key, number = dt.datetime.fromisoformat(cursor["k"]), cursor["n"]
-                instants = instants.where(tuple_(col(Task.due_at), col(Task.number)) > tuple_(key, number))
+                instants = instants.where(tuple_(_T.due_at, _T.number) > tuple_(key, number))
                 day = _local_date(key, self.zone)
-                same_day = and_(col(Task.due_date) == day, col(Task.number) > number)
-                days = days.where(
-                    or_(col(Task.due_date) > day, same_day if _start_of_day(day, self.zone) == key else false())
-                )
-            instants = instants.order_by(col(Task.due_at), col(Task.number)).limit(want)
-            days = days.order_by(col(Task.due_date), col(Task.number)).limit(want)
+                same_day = and_(_T.due_date == day, _T.number > number)
+                days = days.where(or_(_T.due_date > day, same_day if _start_of_day(day, self.zone) == key else false()))
+            instants = instants.order_by(_T.due_at, _T.number).limit(want)
+            days = days.order_by(_T.due_date, _T.number).limit(want)
             dated = self._rows(instants) + self._rows(days)
             rows = sorted(dated, key=lambda t: (self._due_key(t), t.number))[:want]
         if len(rows) < want:
-            undated = select(_TASKS).where(*self.filters, col(Task.due_at).is_(None), col(Task.due_date).is_(None))
+            undated = select(_TASKS).where(*self.filters, _T.due_at.is_(None), _T.due_date.is_(None))
             if cursor is not None and cursor["k"] is None:
-                undated = undated.where(col(Task.number) > cursor["n"])
-            undated = undated.order_by(col(Task.number)).limit(want - len(rows))
+                undated = undated.where(_T.number > cursor["n"])
+            undated = undated.order_by(_T.number).limit(want - len(rows))
             rows += self._rows(undated)
         return rows
 
@@ -200,7 +198,7 @@ def _encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None, fingerprint: str, sort: str) -> dict[str, Any] | None:
+def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneInfo) -> dict[str, Any] | None:
     if cursor is None:
         return None
     bad = InvalidArgumentError(
@@ -222,8 +220,14 @@ def _decode_cursor(cursor: str | None, fingerprint: str, sort: str) -> dict[str,
             raise bad
     elif not (key is None and sort == "due"):
         try:
-            if dt.datetime.fromisoformat(key).tzinfo is None:
+            if not isinstance(key, str):
                 raise bad
-        except (TypeError, ValueError):
+            instant = dt.datetime.fromisoformat(key)
+            if instant.tzinfo is None:
+                raise bad
+            # It must convert to UTC and to the zone's local date, as the query will.
+            instant.astimezone(dt.UTC)
+            _local_date(instant, zone)
+        except (TypeError, ValueError, OverflowError):
             raise bad from None
     return data

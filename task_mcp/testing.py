@@ -1,8 +1,17 @@
-"""Real keys, a real JWKS endpoint on loopback, and Better Auth-like tokens for tests.
+"""A Better Auth stand-in for tests: real keys, a real JWKS endpoint on loopback, real tokens.
 
-`SigningKey.generate()` makes an Ed25519 key (Better Auth's default); `JwksServer([key])` serves
-it at `jwks.url` like `/api/auth/jwks`; `key.sign(claims_for(jwks.base_url))` is a token whose
-`iss` and `aud` are `jwks.base_url`, as Better Auth's JWT plugin signs them.
+Use it in your own tests of code that calls task_mcp, as task_mcp's tests, demo and benchmarks
+do. It needs no test framework:
+
+    from task_mcp.testing import JwksServer
+
+    with JwksServer() as better_auth:  # one Ed25519 key (Better Auth's default)
+        settings = Settings(better_auth_url=better_auth.base_url, database_url="sqlite:///tasks.db")
+        token = better_auth.mint("user-alice")  # iss = aud = base_url, 15 minutes, kid in the header
+
+`JwksServer` publishes its keys at `{base_url}/api/auth/jwks` like Better Auth's JWT plugin;
+`SigningKey.generate(alg)` makes an EdDSA, ES256, ES512, RS256 or PS256 key; `claims_for()` builds
+the claims the JWT plugin signs; `bad_tokens()` names tokens a verifier must reject.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,21 +31,28 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+__all__ = ["ALGORITHMS", "JWKS_PATH", "JwksServer", "SigningKey", "bad_tokens", "claims_for"]
+
 JWKS_PATH = "/api/auth/jwks"
 
-_GENERATORS = {
-    "EdDSA": lambda: ed25519.Ed25519PrivateKey.generate(),
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+_GENERATORS: dict[str, Callable[[], PrivateKey]] = {
+    "EdDSA": ed25519.Ed25519PrivateKey.generate,
     "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
     "ES512": lambda: ec.generate_private_key(ec.SECP521R1()),
     "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "PS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
 }
+ALGORITHMS = tuple(_GENERATORS)
+"""The algorithms Better Auth's JWT plugin can sign with (EdDSA is its default)."""
 
 
 class SigningKey:
     """A real private/public key pair with a `kid`, signing like Better Auth's JWT plugin."""
 
-    def __init__(self, alg: str, kid: str, private_key: Any) -> None:
+    def __init__(self, alg: str, kid: str, private_key: PrivateKey) -> None:
         self.alg = alg
         self.kid = kid
         self.private_key = private_key
@@ -50,13 +67,12 @@ class SigningKey:
         return f"SigningKey(alg={self.alg!r}, kid={self.kid!r})"
 
     @property
-    def public_key(self) -> Any:
+    def public_key(self) -> PublicKey:
         return self.private_key.public_key()
 
-    def public_jwk(self) -> dict:
+    def public_jwk(self) -> dict[str, Any]:
         """The public JWK as Better Auth publishes it: kty/crv/x(/y) or n/e, kid, alg; no `use`."""
-        algorithm = jwt.get_algorithm_by_name(self.alg)
-        jwk = algorithm.to_jwk(self.public_key, as_dict=True)
+        jwk: dict[str, Any] = dict(jwt.get_algorithm_by_name(self.alg).to_jwk(self.public_key, as_dict=True))
         jwk.pop("use", None)
         jwk.pop("key_ops", None)
         return {**jwk, "kid": self.kid, "alg": self.alg}
@@ -64,7 +80,7 @@ class SigningKey:
     def public_pem(self) -> bytes:
         return self.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    def sign(self, claims: dict, headers: dict | None = None) -> str:
+    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
         """A JWT with header {"alg", "kid"} (no `typ`, like Better Auth). A header value None drops it."""
         merged: dict[str, Any] = {"kid": self.kid, **(headers or {})}
         merged = {k: v for k, v in merged.items() if v is not None}
@@ -89,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, {"keys": [key.public_jwk() for key in list(owner.keys)]})
 
-    def _send(self, status: int, body: dict) -> None:
+    def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
@@ -101,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout tests)
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        pass  # logs go nowhere near stdout, which may carry MCP messages
 
 
 class _Server(ThreadingHTTPServer):
@@ -115,8 +131,9 @@ class _Server(ThreadingHTTPServer):
 class JwksServer:
     """A Better Auth-like JWKS endpoint on 127.0.0.1 (ephemeral port), served from a daemon thread.
 
-    Mutate `keys` to rotate, set `down` to answer 503, `delay` to answer slowly; `fetches` counts
-    GETs of the JWKS path.
+    `JwksServer()` holds one new Ed25519 key; pass `keys` for others. Mutate `keys` to rotate, set
+    `down` to answer 503, `delay` (seconds) to answer slowly; `fetches` counts GETs of the JWKS
+    path. Use it as a context manager, or call `start()` and `stop()`.
     """
 
     def __init__(self, keys: list[SigningKey] | None = None) -> None:
@@ -157,8 +174,22 @@ class JwksServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def key(self, alg: str | None = None) -> SigningKey:
+        """The first published key, or the first one for `alg`."""
+        for key in self.keys:
+            if alg is None or key.alg == alg:
+                return key
+        raise LookupError(f"no {alg} key is published here; published: {[k.alg for k in self.keys]}")
 
-def claims_for(base_url: str, sub: str = "user-alice", lifetime: int = 900, **extra: Any) -> dict:
+    def mint(self, sub: str = "user-alice", alg: str | None = None, *, lifetime: int = 900, **claims: Any) -> str:
+        """A token for `sub` as Better Auth's JWT plugin signs it, with the first key (of `alg`).
+
+        `claims` override or add claims (None drops one), as in `claims_for`.
+        """
+        return self.key(alg).sign(claims_for(self.base_url, sub, lifetime, **claims))
+
+
+def claims_for(base_url: str, sub: str = "user-alice", lifetime: int = 900, **extra: Any) -> dict[str, Any]:
     """Claims like Better Auth's JWT plugin: the user row plus sub, iat, exp, iss = aud = base_url.
 
     `extra` overrides or adds claims; a value of None drops that claim.
@@ -191,7 +222,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _b64json(obj: dict) -> str:
+def _b64json(obj: dict[str, Any]) -> str:
     return _b64url(json.dumps(obj, separators=(",", ":")).encode())
 
 

@@ -1,0 +1,198 @@
+"""The storage side of the task rules: Core statements built once against the tables of `models`
+(building a statement and computing its cache key cost more than running it), and the small steps
+on a `Connection` that several rules share. Subtree and ancestor walks are recursive CTEs: a
+constant number of statements whatever the size of the tree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from task_mcp.errors import InvalidArgumentError, NotFoundError
+from task_mcp.models import IDEMPOTENCY_KEYS, PRIORITIES, TASK_COUNTERS, TASK_TAGS, TASKS, TaskCreate, fold, parse_due
+
+PURGE_BATCH = 500  # rows per purge transaction: short write locks, whatever the backlog
+
+
+T = TASKS.c
+INSERT_TASKS = insert(TASKS).returning(*T, sort_by_parameter_order=True)
+INSERT_TAGS = insert(TASK_TAGS)
+DELETE_TAGS = delete(TASK_TAGS).where(TASK_TAGS.c.task_pk == bindparam("task_pk"))
+INSERT_KEY = insert(IDEMPOTENCY_KEYS)
+K = IDEMPOTENCY_KEYS.c
+KEY_BY_ID = select(IDEMPOTENCY_KEYS).where(K.owner_id == bindparam("owner"), K.key == bindparam("key"))
+DELETE_KEY = delete(IDEMPOTENCY_KEYS).where(K.owner_id == bindparam("owner"), K.key == bindparam("key"))
+MINE = T.owner_id == bindparam("owner")
+TASK_BY_NUMBER = select(TASKS).where(MINE, T.number == bindparam("number"))
+TASK_BY_NUMBER_LOCKED = TASK_BY_NUMBER.with_for_update()
+TASKS_BY_NUMBERS = select(TASKS).where(MINE, T.number.in_(bindparam("numbers", expanding=True)))
+COUNT_TASKS = select(func.count()).select_from(TASKS).where(MINE)
+LAST_NUMBER = select(TASK_COUNTERS.c.last_number).where(TASK_COUNTERS.c.owner_id == bindparam("owner"))
+
+# Columns a task is born with and never changes, the deletion bookkeeping, and the columns that
+# only the service sets: the rest is what update_task may change.
+FIXED = frozenset({"pk", "owner_id", "number", "created_at", "deleted_at", "deleted_with"})
+UPDATABLE = tuple(c.name for c in TASKS.c if c.name not in FIXED | {"version", "updated_at"})
+UPDATE_TASK = (
+    update(TASKS)
+    .where(T.pk == bindparam("task_pk"))
+    .values({name: bindparam(name) for name in (*UPDATABLE, "version", "updated_at")})
+    .returning(*T)
+)
+
+
+def subtree_cte() -> Any:
+    # The live subtree under `root`, following parent links down; UNION (not ALL) ends on a cycle.
+    tree = (
+        select(T.pk, T.number).where(MINE, T.number == bindparam("root")).cte("subtree", recursive=True, nesting=True)
+    )
+    child = TASKS.alias("child")
+    return tree.union(
+        select(child.c.pk, child.c.number).where(
+            child.c.owner_id == bindparam("owner"),
+            child.c.parent_number == tree.c.number,
+            child.c.deleted_at.is_(None),
+        )
+    )
+
+
+SUBTREE = subtree_cte()
+DELETE_SUBTREE = (
+    update(TASKS)
+    .where(T.pk.in_(select(SUBTREE.c.pk)))
+    .values(
+        deleted_at=bindparam("now"), deleted_with=bindparam("root"), version=T.version + 1, updated_at=bindparam("now")
+    )
+)
+RESTORE_GROUP = (
+    update(TASKS)
+    .where(MINE, T.deleted_with == bindparam("group"), T.deleted_at.is_not(None))
+    .values(deleted_at=None, deleted_with=None, version=T.version + 1, updated_at=bindparam("now"))
+)
+
+
+def ancestors_cte() -> Any:
+    # `parent` and every task above it (deleted ones too); UNION ends on a stored cycle.
+    line = (
+        select(T.number, T.parent_number)
+        .where(MINE, T.number == bindparam("parent"))
+        .cte("line", recursive=True, nesting=True)
+    )
+    up = TASKS.alias("up")
+    return line.union(
+        select(up.c.number, up.c.parent_number).where(
+            up.c.owner_id == bindparam("owner"), up.c.number == line.c.parent_number
+        )
+    )
+
+
+LINE = ancestors_cte()
+IS_ABOVE = select(LINE.c.number).where(LINE.c.number == bindparam("task")).limit(1)
+
+PURGE_KEYS = delete(IDEMPOTENCY_KEYS).where(
+    tuple_(K.owner_id, K.key).in_(
+        select(K.owner_id, K.key).where(K.created_at < bindparam("cutoff", type_=K.created_at.type)).limit(PURGE_BATCH)
+    )
+)
+PURGEABLE = select(T.pk).where(T.deleted_at < bindparam("cutoff", type_=T.deleted_at.type)).limit(PURGE_BATCH)
+PURGE_TAGS = delete(TASK_TAGS).where(TASK_TAGS.c.task_pk.in_(bindparam("pks", expanding=True)))
+PURGE_TASKS = delete(TASKS).where(T.pk.in_(bindparam("pks", expanding=True)))
+
+
+def reserve_statement(insert: Callable[[Any], Any]) -> Any:
+    # INSERT ... ON CONFLICT DO UPDATE, as PostgreSQL and SQLite both spell it; `count` is used twice.
+    counter = TASK_COUNTERS.c
+    return (
+        insert(TASK_COUNTERS)
+        .values(owner_id=bindparam("owner"), last_number=bindparam("count"))
+        .on_conflict_do_update(
+            index_elements=[counter.owner_id], set_={"last_number": counter.last_number + bindparam("count")}
+        )
+        .returning(counter.last_number)
+    )
+
+
+_RESERVE_POSTGRES, _RESERVE_SQLITE = reserve_statement(postgresql.insert), reserve_statement(sqlite.insert)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def live_row(conn: Connection, user_id: str, task_id: int, *, lock: bool = False) -> Row[Any]:
+    """The caller's live task `task_id`, as a row of `TASKS`."""
+    stmt = TASK_BY_NUMBER_LOCKED if lock else TASK_BY_NUMBER
+    task = conn.execute(stmt, {"owner": user_id, "number": task_id}).first()
+    if task is None:
+        raise NotFoundError.task(task_id)
+    if task.deleted_at is not None:
+        raise NotFoundError(f"Task {task_id} was deleted. Call restore_task with task_id {task_id} to bring it back.")
+    return task
+
+
+def check_parent(conn: Connection, user_id: str, number: int, parent_id: int) -> None:
+    """`parent_id` may become the parent of task `number`: live, and not inside its subtree."""
+    if parent_id == number:
+        raise InvalidArgumentError(f"parent_id: task {parent_id} cannot be its own parent.")
+    live_row(conn, user_id, parent_id)
+    if conn.execute(IS_ABOVE, {"owner": user_id, "parent": parent_id, "task": number}).first() is not None:
+        raise InvalidArgumentError(
+            f"parent_id: task {parent_id} is a subtask of task {number}; making it the "
+            "parent would create a cycle. Choose a task outside its subtree."
+        )
+
+
+def reserve_numbers(conn: Connection, user_id: str, count: int) -> int:
+    """Take `count` consecutive task numbers; the counter row's lock serialises creators."""
+    upsert = _RESERVE_POSTGRES if conn.dialect.name == "postgresql" else _RESERVE_SQLITE
+    last = conn.execute(upsert, {"owner": user_id, "count": count}).scalar_one()
+    return int(last) - count + 1
+
+
+def new_task(user_id: str, number: int, item: TaskCreate, now: dt.datetime) -> dict[str, Any]:
+    due_at, due_date = due_columns(item.due)
+    values = {
+        "owner_id": user_id,
+        "number": number,
+        "title": item.title,
+        "title_folded": fold(item.title),
+        "description": item.description,
+        "description_folded": fold(item.description),
+        "status": "open",
+        "priority": PRIORITIES.index(item.priority),
+        "due_at": due_at,
+        "due_date": due_date,
+        "tags": "\n".join(item.tags),
+        "parent_number": item.parent_id,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Every other column starts empty: derived from the table, so a new column cannot be forgotten.
+    return {c.name: None for c in TASKS.c if c.name != "pk"} | values
+
+
+def due_columns(due: str | None) -> tuple[dt.datetime | None, dt.date | None]:
+    """(due_at, due_date) for a `due` argument: an instant in UTC, or an all-day date."""
+    value = parse_due(due) if due is not None else None
+    if isinstance(value, dt.datetime):
+        # Whole seconds, as the task is written: a due that reads 16:00:00Z must match a 16:00:00Z
+        # bound, and a change below a second would be stored without showing (or bumping the version).
+        return value.replace(microsecond=0), None
+    return None, value
+
+
+def purge_keys(conn: Connection, cutoff: dt.datetime) -> int:
+    return conn.execute(PURGE_KEYS, {"cutoff": cutoff}).rowcount
+
+
+def purge_tasks(conn: Connection, cutoff: dt.datetime) -> int:
+    pks = list(conn.execute(PURGEABLE, {"cutoff": cutoff}).scalars())
+    if pks:
+        conn.execute(PURGE_TAGS, {"pks": pks})
+        conn.execute(PURGE_TASKS, {"pks": pks})
+    return len(pks)
