@@ -29,7 +29,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from task_mcp.errors import UnauthenticatedError
 from task_mcp.fetch import FetchError, Key, describe_fetch_error, fetch_limited, parse_jwks, plain_http_on_network
+from task_mcp.principal import Principal, parse_organizations
 
 if TYPE_CHECKING:
     from task_mcp.config import Settings
@@ -124,20 +124,6 @@ def reject(reason: str, **details: object) -> UnauthenticatedError:
     return UnauthenticatedError(_MESSAGES[reason].format(**details))
 
 
-@dataclass(frozen=True)
-class Principal:
-    """The verified caller. Every read and write is scoped by `user_id`."""
-
-    user_id: str
-    scopes: frozenset[str] | None
-    claims: Mapping[str, Any] = field(repr=False)
-    expires_at: int | None = None
-
-    def has_scope(self, scope: str) -> bool:
-        """A token without a `scope` claim (plain Better Auth JWT) may do everything."""
-        return self.scopes is None or scope in self.scopes
-
-
 def _curve_of(key: object) -> str | None:
     return key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
 
@@ -170,6 +156,7 @@ class JwtVerifier:
         cache_seconds: float = 300,
         cooldown_seconds: float = 30,
         timeout_seconds: float = 5,
+        organizations_claim: str = "organizations",
     ) -> None:
         unsupported = [alg for alg in algorithms if alg not in _KEY_TYPES]
         if unsupported or not algorithms:
@@ -184,6 +171,7 @@ class JwtVerifier:
         self._cache_seconds = cache_seconds
         self._cooldown = cooldown_seconds
         self._timeout = timeout_seconds
+        self.organizations_claim = organizations_claim
         self._keys: dict[str, Key] | None = None  # None until the first successful fetch
         self._fetched_at = 0.0  # monotonic time of the last successful fetch
         self._last_attempt: float | None = None
@@ -207,6 +195,7 @@ class JwtVerifier:
             cache_seconds=settings.jwks_cache_seconds,
             cooldown_seconds=settings.jwks_cooldown_seconds,
             timeout_seconds=settings.http_timeout_seconds,
+            organizations_claim=settings.organizations_claim,
         )
 
     @property
@@ -246,6 +235,7 @@ class JwtVerifier:
             scopes=_parse_scopes(claims),
             claims=MappingProxyType(claims),
             expires_at=int(exp) if isinstance(exp, int | float) else None,
+            organizations=parse_organizations(claims, self.organizations_claim),
         )
 
     def _header(self, token: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from task_mcp.errors import ConfigError
 
 Algorithm = Literal["EdDSA", "ES256", "ES512", "RS256", "PS256"]
+Toolset = Literal["tasks", "workspaces", "history", "agents"]
+TOOLSETS: tuple[Toolset, ...] = ("tasks", "workspaces", "history", "agents")
 
 
 class Settings(BaseSettings):
@@ -41,9 +43,15 @@ class Settings(BaseSettings):
     token_file: Path | None = None
     better_auth_session_token: SecretStr | None = None
     read_only: bool = False
+    toolsets: Annotated[tuple[Toolset, ...], NoDecode] = ()
+    """Toolsets to offer, from tasks, workspaces, history, agents; empty means all of them."""
+    organizations_claim: str = Field(default="organizations", min_length=1)
+    """The token claim listing the caller's Better Auth organizations: [{id, slug, role, name?}]."""
     resource_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     retention_days: int = Field(default=30, ge=1)
+    history_days: int = Field(default=90, ge=1)
+    """How long the change journal keeps changes; also how long an unseen member stays known."""
     max_tasks_per_workspace: int = Field(default=100_000, ge=1)
     """Tasks a workspace may hold, the trash included; a create or restore past it is `invalid_argument`."""
     leeway_seconds: int = Field(default=10, ge=0, le=30)
@@ -61,7 +69,7 @@ class Settings(BaseSettings):
     """HTTP: Origin header values accepted at /mcp (`https://app.example.com`, `http://host:*`); empty means
     the SDK's localhost list. A request without Origin is always accepted."""
 
-    @field_validator("algorithms", "allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("algorithms", "allowed_hosts", "allowed_origins", "toolsets", mode="before")
     @classmethod
     def _split_comma_lists(cls, value: object) -> object:
         if isinstance(value, str):
@@ -87,6 +95,10 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @property
+    def offered_toolsets(self) -> tuple[Toolset, ...]:
+        return tuple(t for t in TOOLSETS if t in self.toolsets) if self.toolsets else TOOLSETS
 
     @property
     def sqlalchemy_url(self) -> str:

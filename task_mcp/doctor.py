@@ -22,12 +22,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from task_mcp.auth import MAX_JWKS_BYTES, READ_SCOPE, SCOPES, WRITE_SCOPE, JwtVerifier, Principal
+from task_mcp.auth import MAX_JWKS_BYTES, READ_SCOPE, SCOPES, WRITE_SCOPE, JwtVerifier
 from task_mcp.config import Settings, load_settings
 from task_mcp.credentials import StdioCredentials, readable_by_others, token_file_problem
 from task_mcp.db import Database, alembic_config
 from task_mcp.errors import ConfigError, UnauthenticatedError
 from task_mcp.fetch import MAX_JWKS_KEYS, FetchError, describe_fetch_error, fetch_limited, plain_http_on_network
+from task_mcp.principal import Principal
 
 # What a JWK without `alg` can verify, by key type (and curve).
 _ALGS_BY_KEY: dict[tuple[object, object], str] = {

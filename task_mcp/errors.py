@@ -2,8 +2,8 @@
 
     TaskMcpError                 every deliberate failure; `code` starts the tool result's text
     ├── UnauthenticatedError     no token, or a token that fails verification
-    ├── ForbiddenError           a valid token without the scope the tool needs
-    ├── NotFoundError            no such task in the caller's own list
+    ├── ForbiddenError           a valid token without the scope or the workspace role the tool needs
+    ├── NotFoundError            no such task, workspace or member where the caller may look
     ├── InvalidArgumentError     the arguments break the contract; nothing was changed
     ├── ConflictError            a version, idempotency key or parent state disagrees
     ├── UnavailableError         the database or the JWKS cannot be reached right now
@@ -40,8 +40,10 @@ class NotFoundError(TaskMcpError):
     code = "not_found"
 
     @classmethod
-    def task(cls, task_id: int) -> NotFoundError:
-        return cls(f"No task {task_id} in your list. Call list_tasks to see your task ids.")
+    def task(cls, task_id: int, place: str = "your list", hint: str = "") -> NotFoundError:
+        """`place` and `hint` name a shared workspace: "workspace 'acme'", " with workspace 'acme'"."""
+        whose = "your" if not hint else "its"
+        return cls(f"No task {task_id} in {place}. Call list_tasks{hint} to see {whose} task ids.")
 
 
 class InvalidArgumentError(TaskMcpError):

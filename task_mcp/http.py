@@ -28,9 +28,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from task_mcp.auth import READ_SCOPE, SCOPES, JwtVerifier, Principal
+from task_mcp.auth import READ_SCOPE, SCOPES, JwtVerifier
 from task_mcp.config import Settings
 from task_mcp.errors import ConfigError, UnauthenticatedError
+from task_mcp.principal import Principal
 from task_mcp.server import TaskMcp
 
 logger = logging.getLogger(__name__)

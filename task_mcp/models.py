@@ -1,8 +1,13 @@
 """Tables and the public shapes of a task.
 
-Tables: `Task` (one row per task, numbered per owner), `TaskTag` (one row per tag, for the tag
-filter), `TaskCounter` (each owner's last task number) and `IdempotencyKey`; the service reaches
-them as the Core tables `TASKS`, `TASK_TAGS`, `TASK_COUNTERS` and `IDEMPOTENCY_KEYS`.
+Tables: `Task` (one row per task, numbered per workspace), `TaskTag` (one row per tag, for the tag
+filter), `TaskCounter` (each workspace's last task number), `IdempotencyKey` and
+`WorkspaceMember` (the known members of each organization); the service reaches them as the Core
+tables `TASKS`, `TASK_TAGS`, `TASK_COUNTERS`, `IDEMPOTENCY_KEYS` and `WORKSPACE_MEMBERS`.
+
+`owner_id` in the task tables is the key of the workspace that owns the row (`workspace_key`): the
+user id itself for a personal workspace, as it was before workspaces (so existing rows kept their
+keys), and `org:<organization id>` for an organization.
 Shapes: the inputs of the tools (`TaskCreate`, `TaskUpdate`, `TaskQuery`) and the output `TaskOut`.
 Every limit lives here, so the input schemas the model sees carry them.
 """
@@ -17,15 +22,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, DateTime, Index, Row, Table, TypeDecorator, UnicodeText, UniqueConstraint, text
+from sqlalchemy import Column, DateTime, Index, Row, String, Table, TypeDecorator, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 MAX_ID = 2**31 - 1
 Status = Literal["open", "completed"]
 Priority = Literal["none", "low", "medium", "high", "urgent"]
 PRIORITIES: tuple[Priority, ...] = ("none", "low", "medium", "high", "urgent")
-ClearableField = Literal["description", "due", "parent_id"]
+ClearableField = Literal["description", "due", "parent_id", "assignee"]
 Sort = Literal["created", "due", "priority", "updated"]
+
+
+KEY_LENGTH = 300  # a workspace key: a user id (up to 255 characters) or "org:" + an organization id
 
 
 # --- Tables -------------------------------------------------------------------------------------
@@ -62,7 +70,7 @@ class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
         UniqueConstraint("owner_id", "number", name="uq_tasks_owner_number"),
-        # Every list_tasks filter and sort is served by an index led by the owner, so a list
+        # Every list_tasks filter and sort is served by an index led by the workspace, so a list
         # costs what the caller's own rows cost, whatever the size of the table. The indexes hold
         # live tasks only, so `total` is counted from the index alone, without visiting the
         # table's pages (SQLite sees an index as covering only when deleted_at is one of its
@@ -73,12 +81,13 @@ class Task(SQLModel, table=True):
         _live_index("ix_tasks_owner_status_priority", "owner_id", "status", "priority", "number"),
         _live_index("ix_tasks_owner_due_at", "owner_id", "due_at", "number"),
         _live_index("ix_tasks_owner_due_date", "owner_id", "due_date", "number"),
+        _live_index("ix_tasks_owner_assignee", "owner_id", "assignee", "number"),
         Index("ix_tasks_owner_parent", "owner_id", "parent_number"),
         Index("ix_tasks_deleted_at", "deleted_at"),
     )
 
     pk: int | None = Field(default=None, primary_key=True)
-    owner_id: str = Field(max_length=255)
+    owner_id: str = Field(max_length=KEY_LENGTH)  # the workspace key
     number: int
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=8000)
@@ -98,6 +107,8 @@ class Task(SQLModel, table=True):
     # same answers on SQLite and PostgreSQL (whose lower()/ILIKE disagree on letters like "İ").
     title_folded: str = Field(default="", sa_column=Column(UnicodeText(), nullable=False, server_default=""))
     description_folded: str = Field(default="", sa_column=Column(UnicodeText(), nullable=False, server_default=""))
+    created_by: str = Field(default="", sa_column=Column(String(255), nullable=False, server_default=""))
+    assignee: str | None = Field(default=None, max_length=255)  # a member's user id: a label, it grants nothing
 
 
 class TaskTag(SQLModel, table=True):
@@ -106,15 +117,15 @@ class TaskTag(SQLModel, table=True):
 
     task_pk: int = Field(foreign_key="tasks.pk", primary_key=True, ondelete="CASCADE")
     tag: str = Field(primary_key=True, max_length=40)
-    owner_id: str = Field(max_length=255)
+    owner_id: str = Field(max_length=KEY_LENGTH)
 
 
 class TaskCounter(SQLModel, table=True):
-    """Each owner's last task number; its row lock keeps numbers gap-free under concurrency."""
+    """Each workspace's last task number; its row lock keeps numbers gap-free under concurrency."""
 
     __tablename__ = "task_counters"
 
-    owner_id: str = Field(primary_key=True, max_length=255)
+    owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
     last_number: int = 0
 
 
@@ -122,11 +133,30 @@ class IdempotencyKey(SQLModel, table=True):
     __tablename__ = "idempotency_keys"
     __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
-    owner_id: str = Field(primary_key=True, max_length=255)
+    owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)  # keys are per workspace and caller
+    user_id: str = Field(primary_key=True, max_length=255)
     key: str = Field(primary_key=True, max_length=100)
     request_hash: str = Field(max_length=64)  # the tool's name and arguments, hashed
     numbers: str = Field(max_length=1200)  # the created task numbers, comma-separated
     created_at: dt.datetime = _utc_column(nullable=False)
+
+
+class WorkspaceMember(SQLModel, table=True):
+    """A member of an organization's workspace, as last seen in their token (at most hourly)."""
+
+    __tablename__ = "workspace_members"
+    __table_args__ = (
+        Index("ix_workspace_members_seen", "workspace_id", "last_seen_at"),
+        Index("ix_workspace_members_user", "user_id"),
+        Index("ix_workspace_members_last_seen", "last_seen_at"),
+    )
+
+    workspace_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
+    user_id: str = Field(primary_key=True, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=255)
+    role: str = Field(max_length=255)
+    last_seen_at: dt.datetime = _utc_column(nullable=False)
 
 
 # One typed Core table per table: the service builds its statements against these.
@@ -134,6 +164,7 @@ TASKS: Table = SQLModel.metadata.tables["tasks"]
 TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
 TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
 IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
+WORKSPACE_MEMBERS: Table = SQLModel.metadata.tables["workspace_members"]
 
 
 def fold(value: str | None) -> str:
@@ -230,7 +261,10 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Description = Annotated[Text, StringConstraints(max_length=8000)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_lower_tag)]
 Tags = Annotated[list[Tag], PField(max_length=20), AfterValidator(_normalise_tags)]
-TaskId = Annotated[int, PField(ge=1, le=MAX_ID, description="Task id in your list.")]
+TaskId = Annotated[int, PField(ge=1, le=MAX_ID, description="Task id in the workspace.")]
+Assignee = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(_no_nul)
+]
 Due = Annotated[str, StringConstraints(max_length=40), AfterValidator(_check_due)]
 IdempotencyKeyStr = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)
@@ -249,6 +283,7 @@ class TaskCreate(_Input):
     due: Due | None = PField(default=None, description="Date (2026-12-01, all day) or datetime with offset.")
     tags: Tags = PField(default_factory=list, description="Up to 20 labels; lower-cased.")
     parent_id: TaskId | None = PField(default=None, description="Id of the parent task, for a subtask.")
+    assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
 
 
 class TaskUpdate(_Input):
@@ -259,7 +294,8 @@ class TaskUpdate(_Input):
     tags: Tags | None = PField(default=None, description="Replaces all tags.")
     status: Status | None = PField(default=None, description="'open' reopens a completed task.")
     parent_id: TaskId | None = PField(default=None, description="New parent task.")
-    clear: list[ClearableField] = PField(default_factory=list, max_length=3, description="Fields to empty.")
+    assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
+    clear: list[ClearableField] = PField(default_factory=list, max_length=4, description="Fields to empty.")
     expected_version: int | None = PField(
         default=None, ge=1, le=MAX_ID, description="Fail with conflict unless the task is at this version."
     )
@@ -281,6 +317,7 @@ class TaskQuery(_Input):
     due_after: Due | None = PField(default=None, description="Inclusive; date or datetime.")
     overdue: bool = PField(default=False, description="Only open tasks whose due has passed.")
     parent_id: TaskId | None = PField(default=None, description="Only direct subtasks of this task.")
+    assignee: Assignee | None = PField(default=None, description="'me', a user id, an email, or 'none'.")
     sort: Sort = PField(
         default="created", description="created/updated: newest first; due: soonest, undated last; priority."
     )
@@ -312,6 +349,8 @@ class TaskOut(BaseModel):
     updated_at: str
     completed_at: str | None
     version: int
+    created_by: str
+    assignee: str | None = None
 
 
 def format_instant(value: dt.datetime | None) -> str | None:
@@ -336,4 +375,6 @@ def task_out(row: Row[Any]) -> TaskOut:
         updated_at=format_instant(row.updated_at) or "",
         completed_at=format_instant(row.completed_at),
         version=row.version,
+        created_by=row.created_by,
+        assignee=row.assignee,
     )

@@ -32,7 +32,7 @@ from mcp.types import (
 from pydantic import ValidationError
 
 from task_mcp import __version__
-from task_mcp.auth import READ_SCOPE, WRITE_SCOPE, JwtVerifier, Principal
+from task_mcp.auth import JwtVerifier
 from task_mcp.config import Settings
 from task_mcp.credentials import StdioCredentials
 from task_mcp.db import Database, migrate
@@ -43,13 +43,16 @@ from task_mcp.errors import (
     TaskMcpError,
     UnauthenticatedError,
 )
+from task_mcp.principal import Principal
 from task_mcp.service import TaskService
-from task_mcp.tools import TOOLS, ToolSpec, invalid_arguments, mcp_tool
+from task_mcp.service.workspaces import Caller, resolve
+from task_mcp.tools import TOOLS, ToolSpec, invalid_arguments, mcp_tool, offered
 
 logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
-    "A personal task list. Task ids are small numbers within the user's own list. "
+    "A task list: the user's personal one, and one per organization of theirs (list_workspaces; every "
+    "tool takes workspace, 'personal' by default). Task ids are small numbers within a workspace. "
     "Use list_tasks to find tasks, create_task/create_tasks to add, update_task, "
     "complete_task, delete_task (restorable with restore_task)."
 )
@@ -79,6 +82,27 @@ class StdioIdentity:
 
     async def principal(self, meta: Mapping[str, Any] | None) -> Principal:
         return await self.verifier.verify(await self.credentials.token(meta))
+
+
+def caller_of(principal: Principal) -> Caller:
+    """What the service needs of a verified principal: the `name`/`email` claims (when they are
+    strings), the organizations, the scopes, and the client (`azp` or `client_id`)."""
+
+    def claim(*names: str) -> str | None:
+        for name in names:
+            value = principal.claims.get(name)
+            if isinstance(value, str) and value.strip():
+                return value[:255]
+        return None
+
+    return Caller(
+        principal.user_id,
+        name=claim("name"),
+        email=claim("email"),
+        organizations=principal.organizations,
+        scopes=principal.scopes,
+        client=claim("azp", "client_id"),
+    )
 
 
 # --- Errors ---------------------------------------------------------------------------------------
@@ -118,7 +142,9 @@ class TaskMcp:
         self.verifier = verifier or JwtVerifier.from_settings(settings)
         self.credentials = StdioCredentials.from_settings(settings)
         self.stdio_identity = StdioIdentity(self.credentials, self.verifier)
-        self.specs: dict[str, ToolSpec[Any, Any]] = {s.name: s for s in TOOLS if not (settings.read_only and s.write)}
+        self.specs: dict[str, ToolSpec[Any, Any]] = {
+            s.name: s for s in offered(settings.offered_toolsets, read_only=settings.read_only)
+        }
         self.tools: list[Tool] = [mcp_tool(s) for s in self.specs.values()]
 
     def migrate(self) -> None:
@@ -130,41 +156,45 @@ class TaskMcp:
         """Run one tool call for the caller `identity` names; every outcome is a tool result."""
         spec = self.specs.get(name)
         if spec is None:
-            if any(s.name == name for s in TOOLS):
-                return error_result(
-                    ForbiddenError(
-                        f"{name} is disabled because this server is read-only (TASK_MCP_READ_ONLY=true). "
-                        "Only list_tasks and get_task are available."
-                    )
-                )
-            return error_result(
-                InvalidArgumentError(f"There is no tool named {name!r}. Call tools/list to see the tools.")
-            )
+            return error_result(self._not_offered(name))
         changed: bool | None = False if spec.write else None
         try:
-            principal = await identity.principal(meta)
-            scope = WRITE_SCOPE if spec.write else READ_SCOPE
-            if not principal.has_scope(scope):
-                raise ForbiddenError(
-                    f"Your token lacks the '{scope}' scope that {name} needs. Ask for a token with "
-                    f"scope '{scope}' from your Better Auth server, then call again."
-                )
+            # Scopes and workspace roles are checked by the service, after the workspace is found
+            # (DESIGN §8's order).
+            caller = caller_of(await identity.principal(meta))
             try:
                 args = spec.args.model_validate(arguments)
             except ValidationError as exc:
                 raise invalid_arguments(exc) from None
-            answer = await anyio.to_thread.run_sync(partial(spec.call, self.service, principal.user_id, args))
+            answer = await anyio.to_thread.run_sync(partial(spec.call, self.service, caller, args))
             # The service call returned, so its transaction has committed: from here on a failure
             # must not claim that nothing was changed.
             if spec.write:
                 changed = True
             structured, text = spec.render(args, answer)
+            if spec.names_workspace:
+                structured = {"workspace": resolve(caller, args.workspace).label, **structured}
             return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
         except TaskMcpError as exc:
             return error_result(exc)
         except Exception:
             logger.exception("tool %s failed unexpectedly", name)
             return error_result(_unexpected(name, changed=changed))
+
+    def _not_offered(self, name: str) -> TaskMcpError:
+        spec = next((s for s in TOOLS if s.name == name), None)
+        if spec is None:
+            return InvalidArgumentError(f"There is no tool named {name!r}. Call tools/list to see the tools.")
+        available = ", ".join(self.specs) or "none"
+        if spec.toolset not in self.settings.offered_toolsets:
+            return ForbiddenError(
+                f"{name} is not offered by this server: its toolset '{spec.toolset}' is not in TASK_MCP_TOOLSETS. "
+                f"Available tools: {available}."
+            )
+        return ForbiddenError(
+            f"{name} is disabled because this server is read-only (TASK_MCP_READ_ONLY=true). "
+            f"Available tools: {available}."
+        )
 
     def build_server(self, identity: Identity | None = None) -> Server[Any]:
         """The low-level MCP server over this app; `identity` says who calls (default: stdio's order)."""

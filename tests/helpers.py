@@ -22,7 +22,7 @@ from task_mcp.db import Database
 from task_mcp.server import TaskMcp
 
 POSTGRES_URL = os.environ.get("TASK_MCP_TEST_POSTGRES_URL")
-TABLES = "tasks, task_tags, task_counters, idempotency_keys"
+TABLES = "tasks, task_tags, task_counters, idempotency_keys, workspace_members"
 READ_SCOPE, WRITE_SCOPE = "tasks:read", "tasks:write"
 
 

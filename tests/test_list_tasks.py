@@ -190,7 +190,7 @@ async def test_total_is_exact_for_the_filters_and_ignores_deleted_tasks(users):
     assert work["total"] == 5  # 7 made, one deleted, one completed
     assert len(work["tasks"]) == 2
     assert every["total"] == 10
-    assert nothing == {"tasks": [], "next_cursor": None, "total": 0}
+    assert nothing == {"workspace": "personal", "tasks": [], "next_cursor": None, "total": 0}
 
 
 async def test_deleted_tasks_disappear_and_come_back_when_restored(users):
@@ -551,7 +551,7 @@ async def test_parent_filter_keeps_direct_children_only(users):
         assert await alice.ids(parent_id=2) == [5]
         page = await alice.page(parent_id=4)
 
-    assert page == {"tasks": [], "next_cursor": None, "total": 0}
+    assert page == {"workspace": "personal", "tasks": [], "next_cursor": None, "total": 0}
 
 
 async def test_parent_filter_follows_moves_and_deletions_of_children(users):

@@ -94,6 +94,7 @@ async def test_every_tool_and_parameter_is_described_with_truthful_annotations(a
         "complete_task",
         "delete_task",
         "restore_task",
+        "list_workspaces",
     }
     for tool in tools:
         assert tool.title and tool.description, tool.name
@@ -104,15 +105,22 @@ async def test_every_tool_and_parameter_is_described_with_truthful_annotations(a
         assert ann is not None
         assert ann.open_world_hint is False
         assert ann.destructive_hint is (tool.name in {"update_task", "delete_task"}), tool.name
-        assert ann.read_only_hint is (tool.name in {"list_tasks", "get_task"}), tool.name
+        assert ann.read_only_hint is (tool.name in {"list_tasks", "get_task", "list_workspaces"}), tool.name
         assert ann.idempotent_hint is (tool.name not in {"create_task", "create_tasks"}), tool.name
 
 
-@pytest.mark.anyio
-async def test_tools_list_fits_the_context_budget(app: TaskMcp) -> None:
+async def _tools_list_bytes(app: TaskMcp) -> int:
     async with connect(app) as client:
-        size = len(_wire(await client.list_tools()))
-    assert size <= 12_000
+        return len(_wire(await client.list_tools()).encode())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("toolsets", "budget"), [("tasks", 12_000), (None, 18_000)])
+async def test_tools_list_fits_the_context_budget_per_toolset_and_all_together(
+    make_app: Callable[..., TaskMcp], toolsets: str | None, budget: int
+) -> None:
+    app = make_app(toolsets=toolsets) if toolsets else make_app()
+    assert await _tools_list_bytes(app) <= budget
 
 
 @pytest.mark.anyio

@@ -24,7 +24,7 @@ from tests.helpers import error, ok
 SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 TOOLS = {
     "list_tasks", "get_task", "create_task", "create_tasks",
-    "update_task", "complete_task", "delete_task", "restore_task",
+    "update_task", "complete_task", "delete_task", "restore_task", "list_workspaces",
 }  # fmt: skip
 # One well-formed call per tool: without a usable token, each must answer `unauthenticated`.
 CALLS: list[tuple[str, dict[str, Any]]] = [
@@ -36,6 +36,7 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("complete_task", {"task_id": 1}),
     ("delete_task", {"task_id": 1}),
     ("restore_task", {"task_id": 1}),
+    ("list_workspaces", {}),
 ]
 # What the SDK's stdio client passes on; raw subprocesses here get the same, never TASK_MCP_* from the shell.
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
@@ -82,7 +83,11 @@ async def test_launch_token_drives_every_tool(
         assert (updated["task"]["title"], updated["task"]["version"]) == ("Book it", 2)
         assert ok(await client.call_tool("complete_task", {"task_id": 2}))["task"]["status"] == "completed"
 
-        assert ok(await client.call_tool("delete_task", {"task_id": 1})) == {"task_id": 1, "deleted": True}
+        assert ok(await client.call_tool("delete_task", {"task_id": 1})) == {
+            "workspace": "personal",
+            "task_id": 1,
+            "deleted": True,
+        }
         remaining = ok(await client.call_tool("list_tasks", {"status": "all"}))["tasks"]
         assert sorted(t["id"] for t in remaining) == [3, 4]  # the subtask went with its parent
         error(await client.call_tool("get_task", {"task_id": 2}), "not_found")
@@ -103,7 +108,7 @@ async def test_meta_token_of_another_user_sees_none_of_the_launch_users_tasks(
 
         listed = await client.call_tool("list_tasks", {"status": "all"}, meta=bob)
         assert (ok(listed)["total"], ok(listed)["tasks"]) == (0, [])
-        for name, args in CALLS[1:3] + CALLS[4:]:
+        for name, args in CALLS[1:3] + CALLS[4:8]:  # the task tools
             if name != "create_task":
                 answer = error(await client.call_tool(name, args, meta=bob), "not_found")
                 assert "secret" not in answer

@@ -1,7 +1,7 @@
 """One `list_tasks` call: filters, a keyset page in the requested order, the total, cursors.
 
-Every filter and sort is served by an index led by the owner (see `models.Task`), so a page costs
-what the caller's own rows cost. Cursors are opaque keyset positions (base64 JSON of the last
+Every filter and sort is served by an index led by the workspace (see `models.Task`), so a page
+costs what the workspace's own rows cost. Cursors are opaque keyset positions (base64 JSON of the last
 row's sort key and id, plus a fingerprint of the filters), valid on any replica.
 """
 
@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, func
 
 from task_mcp.errors import InvalidArgumentError, NotFoundError
 from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold, parse_due, task_out
+from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
 _T = TASKS.c
@@ -52,8 +53,12 @@ def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
 class TaskList:
     """One `list_tasks` call: filters, a keyset page in the requested order, and the total."""
 
-    def __init__(self, conn: Connection, user_id: str, query: TaskQuery, now: dt.datetime) -> None:
-        self.conn, self.user_id, self.query, self.now = conn, user_id, query, now
+    def __init__(
+        self, conn: Connection, ws: Workspace, query: TaskQuery, now: dt.datetime, *, assignee: str | None = None
+    ) -> None:
+        """`assignee`: the filter resolved to a user id, or "none" (unassigned)."""
+        self.conn, self.ws, self.query, self.now, self.assignee = conn, ws, query, now, assignee
+        self.owner = ws.key
         self.zone = ZoneInfo(query.timezone)
         self.filters = self._filters()
         self.fingerprint = _query_fingerprint(query)  # checks the cursor given, marks the one returned
@@ -73,13 +78,13 @@ class TaskList:
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query
-        where: list[ColumnElement[bool]] = [_T.owner_id == self.user_id, _T.deleted_at.is_(None)]
+        where: list[ColumnElement[bool]] = [_T.owner_id == self.owner, _T.deleted_at.is_(None)]
         if q.status != "all":
             where.append(_T.status == q.status)
         if q.priority:
             where.append(_T.priority.in_([PRIORITIES.index(p) for p in q.priority]))
         for tag in q.tags or []:
-            tagged = select(TASK_TAGS.c.task_pk).where(TASK_TAGS.c.owner_id == self.user_id, TASK_TAGS.c.tag == tag)
+            tagged = select(TASK_TAGS.c.task_pk).where(TASK_TAGS.c.owner_id == self.owner, TASK_TAGS.c.tag == tag)
             where.append(_T.pk.in_(tagged))
         if q.text:
             # Case-folded copies, compared with a plain LIKE: the same answer on every database.
@@ -93,11 +98,13 @@ class TaskList:
             where.append(or_(_T.due_at < self.now, _T.due_date < today))
         if q.parent_id is not None:
             parent = self.conn.execute(
-                select(_T.deleted_at).where(_T.owner_id == self.user_id, _T.number == q.parent_id)
+                select(_T.deleted_at).where(_T.owner_id == self.owner, _T.number == q.parent_id)
             ).first()
             if parent is None or parent[0] is not None:
-                raise NotFoundError.task(q.parent_id)
+                raise NotFoundError.task(q.parent_id, self.ws.place, self.ws.hint)
             where.append(_T.parent_number == q.parent_id)
+        if self.assignee is not None:
+            where.append(_T.assignee.is_(None) if self.assignee == "none" else _T.assignee == self.assignee)
         return where
 
     def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from task_mcp.errors import InvalidArgumentError, NotFoundError
 from task_mcp.models import IDEMPOTENCY_KEYS, PRIORITIES, TASK_COUNTERS, TASK_TAGS, TASKS, TaskCreate, fold, parse_due
+from task_mcp.service.workspaces import PURGE_MEMBERS, Workspace
 
 PURGE_BATCH = 500  # rows per purge transaction: short write locks, whatever the backlog
 
@@ -25,8 +26,9 @@ INSERT_TAGS = insert(TASK_TAGS)
 DELETE_TAGS = delete(TASK_TAGS).where(TASK_TAGS.c.task_pk == bindparam("task_pk"))
 INSERT_KEY = insert(IDEMPOTENCY_KEYS)
 K = IDEMPOTENCY_KEYS.c
-KEY_BY_ID = select(IDEMPOTENCY_KEYS).where(K.owner_id == bindparam("owner"), K.key == bindparam("key"))
-DELETE_KEY = delete(IDEMPOTENCY_KEYS).where(K.owner_id == bindparam("owner"), K.key == bindparam("key"))
+_THIS_KEY = (K.owner_id == bindparam("owner"), K.user_id == bindparam("user"), K.key == bindparam("key"))
+KEY_BY_ID = select(IDEMPOTENCY_KEYS).where(*_THIS_KEY)
+DELETE_KEY = delete(IDEMPOTENCY_KEYS).where(*_THIS_KEY)
 MINE = T.owner_id == bindparam("owner")
 TASK_BY_NUMBER = select(TASKS).where(MINE, T.number == bindparam("number"))
 TASK_BY_NUMBER_LOCKED = TASK_BY_NUMBER.with_for_update()
@@ -36,7 +38,7 @@ LAST_NUMBER = select(TASK_COUNTERS.c.last_number).where(TASK_COUNTERS.c.owner_id
 
 # Columns a task is born with and never changes, the deletion bookkeeping, and the columns that
 # only the service sets: the rest is what update_task may change.
-FIXED = frozenset({"pk", "owner_id", "number", "created_at", "deleted_at", "deleted_with"})
+FIXED = frozenset({"pk", "owner_id", "number", "created_at", "created_by", "deleted_at", "deleted_with"})
 UPDATABLE = tuple(c.name for c in TASKS.c if c.name not in FIXED | {"version", "updated_at"})
 UPDATE_TASK = (
     update(TASKS)
@@ -91,12 +93,28 @@ def ancestors_cte() -> Any:
     )
 
 
+# The first task of a subtree, or of a group deleted together, that `user` did not create.
+NOT_MINE_IN_SUBTREE = (
+    select(T.number)
+    .where(T.pk.in_(select(SUBTREE.c.pk)), T.created_by != bindparam("user"))
+    .order_by(T.number)
+    .limit(1)
+)
+NOT_MINE_IN_GROUP = (
+    select(T.number)
+    .where(MINE, T.deleted_with == bindparam("group"), T.deleted_at.is_not(None), T.created_by != bindparam("user"))
+    .order_by(T.number)
+    .limit(1)
+)
+
 LINE = ancestors_cte()
 IS_ABOVE = select(LINE.c.number).where(LINE.c.number == bindparam("task")).limit(1)
 
 PURGE_KEYS = delete(IDEMPOTENCY_KEYS).where(
-    tuple_(K.owner_id, K.key).in_(
-        select(K.owner_id, K.key).where(K.created_at < bindparam("cutoff", type_=K.created_at.type)).limit(PURGE_BATCH)
+    tuple_(K.owner_id, K.user_id, K.key).in_(
+        select(K.owner_id, K.user_id, K.key)
+        .where(K.created_at < bindparam("cutoff", type_=K.created_at.type))
+        .limit(PURGE_BATCH)
     )
 )
 PURGEABLE = select(T.pk).where(T.deleted_at < bindparam("cutoff", type_=T.deleted_at.type)).limit(PURGE_BATCH)
@@ -123,23 +141,31 @@ _RESERVE_POSTGRES, _RESERVE_SQLITE = reserve_statement(postgresql.insert), reser
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def live_row(conn: Connection, user_id: str, task_id: int, *, lock: bool = False) -> Row[Any]:
-    """The caller's live task `task_id`, as a row of `TASKS`."""
+def any_row(conn: Connection, ws: Workspace, task_id: int, *, lock: bool = False) -> Row[Any]:
+    """Task `task_id` of workspace `ws`, live or deleted, as a row of `TASKS`."""
     stmt = TASK_BY_NUMBER_LOCKED if lock else TASK_BY_NUMBER
-    task = conn.execute(stmt, {"owner": user_id, "number": task_id}).first()
+    task = conn.execute(stmt, {"owner": ws.key, "number": task_id}).first()
     if task is None:
-        raise NotFoundError.task(task_id)
-    if task.deleted_at is not None:
-        raise NotFoundError(f"Task {task_id} was deleted. Call restore_task with task_id {task_id} to bring it back.")
+        raise NotFoundError.task(task_id, ws.place, ws.hint)
     return task
 
 
-def check_parent(conn: Connection, user_id: str, number: int, parent_id: int) -> None:
+def live_row(conn: Connection, ws: Workspace, task_id: int, *, lock: bool = False) -> Row[Any]:
+    """The live task `task_id` of workspace `ws`, as a row of `TASKS`."""
+    task = any_row(conn, ws, task_id, lock=lock)
+    if task.deleted_at is not None:
+        raise NotFoundError(
+            f"Task {task_id} was deleted. Call restore_task{ws.hint} with task_id {task_id} to bring it back."
+        )
+    return task
+
+
+def check_parent(conn: Connection, ws: Workspace, number: int, parent_id: int) -> None:
     """`parent_id` may become the parent of task `number`: live, and not inside its subtree."""
     if parent_id == number:
         raise InvalidArgumentError(f"parent_id: task {parent_id} cannot be its own parent.")
-    live_row(conn, user_id, parent_id)
-    if conn.execute(IS_ABOVE, {"owner": user_id, "parent": parent_id, "task": number}).first() is not None:
+    live_row(conn, ws, parent_id)
+    if conn.execute(IS_ABOVE, {"owner": ws.key, "parent": parent_id, "task": number}).first() is not None:
         raise InvalidArgumentError(
             f"parent_id: task {parent_id} is a subtask of task {number}; making it the "
             "parent would create a cycle. Choose a task outside its subtree."
@@ -153,10 +179,14 @@ def reserve_numbers(conn: Connection, user_id: str, count: int) -> int:
     return int(last) - count + 1
 
 
-def new_task(user_id: str, number: int, item: TaskCreate, now: dt.datetime) -> dict[str, Any]:
+def new_task(
+    owner: str, number: int, item: TaskCreate, now: dt.datetime, *, created_by: str = "", assignee: str | None = None
+) -> dict[str, Any]:
     due_at, due_date = due_columns(item.due)
     values = {
-        "owner_id": user_id,
+        "owner_id": owner,
+        "created_by": created_by,
+        "assignee": assignee,
         "number": number,
         "title": item.title,
         "title_folded": fold(item.title),
@@ -188,6 +218,10 @@ def due_columns(due: str | None) -> tuple[dt.datetime | None, dt.date | None]:
 
 def purge_keys(conn: Connection, cutoff: dt.datetime) -> int:
     return conn.execute(PURGE_KEYS, {"cutoff": cutoff}).rowcount
+
+
+def purge_members(conn: Connection, cutoff: dt.datetime) -> int:
+    return conn.execute(PURGE_MEMBERS, {"cutoff": cutoff}).rowcount
 
 
 def purge_tasks(conn: Connection, cutoff: dt.datetime) -> int:

@@ -1,0 +1,177 @@
+"""What every tool shares: `ToolSpec`, the `workspace` argument, task rendering, compact schemas.
+
+Each `ToolSpec` names a function that calls one `TaskService` method and shapes its answer as
+`structuredContent` plus a one-line-per-task text. `server.py` serves the table of `tools/`;
+nothing here touches a transport or a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from mcp.types import Tool, ToolAnnotations
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import Field as PField
+
+from task_mcp.config import Toolset
+from task_mcp.errors import InvalidArgumentError
+from task_mcp.models import TaskOut
+from task_mcp.service import TaskService
+from task_mcp.service.workspaces import Caller
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+WorkspaceName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(_no_nul)
+]
+
+
+# Arguments of every tool: unknown ones are refused, and `workspace` is always accepted. (No
+# docstrings on argument models: pydantic would send them to the model as schema descriptions.)
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: WorkspaceName | None = PField(
+        default=None, description="'personal' (default) or an organization's slug or id."
+    )
+
+
+class WorkspaceResult(BaseModel):
+    workspace: str
+
+
+A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ToolSpec(Generic[A, R]):
+    """One tool: what the model sees, the service call it makes, and how its answer is shown.
+
+    `call` runs the service (one transaction, committed when it returns); `render` turns its answer
+    into `structuredContent` and text. They are two steps so that a failure while rendering is
+    known to come after the commit. Generic in the argument model `A`, so that `args`, `call` and
+    `render` cannot disagree about it. `server.py` adds the served workspace (`names_workspace`).
+    """
+
+    name: str
+    title: str
+    description: str
+    args: type[A]
+    result: type[BaseModel]
+    write: bool
+    destructive: bool
+    idempotent: bool
+    call: Callable[[TaskService, Caller, A], R]
+    render: Callable[[A, R], tuple[dict[str, Any], str]]
+    toolset: Toolset = "tasks"
+    names_workspace: bool = True  # the result names the workspace it was served from
+
+
+# --- What each tool does: call the service, then shape the result ---------------------------------
+
+# DESIGN: compact list items leave these out, and every null field and every empty list.
+COMPACT_EXCLUDE = {"description", "created_at", "updated_at", "completed_at", "created_by", "notes"}
+
+
+def compact(task: TaskOut) -> dict[str, Any]:
+    """A list item: what a model needs to pick a task; get_task has the rest."""
+    data = task.model_dump(mode="json", exclude=COMPACT_EXCLUDE, exclude_none=True)
+    return {k: v for k, v in data.items() if v != []}
+
+
+def line(task: TaskOut, *, tags: bool = True) -> str:
+    """`#3 Buy milk (high, due 2026-12-01, tags: home)`; `[done]` marks a completed task.
+
+    List pages leave the tags out of the text (they are in the structured items): a page of 20
+    must fit the context budget.
+    """
+    details: list[str] = [task.priority] if task.priority != "none" else []
+    if task.due:
+        details.append(f"due {task.due}")
+    if tags and task.tags:
+        details.append("tags: " + " ".join(task.tags))
+    if task.parent_id:
+        details.append(f"subtask of #{task.parent_id}")
+    done = " [done]" if task.status == "completed" else ""
+    return f"#{task.id}{done} {task.title}" + (f" ({', '.join(details)})" if details else "")
+
+
+def one(task: TaskOut, **extra: Any) -> tuple[dict[str, Any], str]:
+    return {"task": task.model_dump(mode="json"), **extra}, line(task)
+
+
+# --- Schemas: what the model sees, kept small ---------------------------------------------------
+
+
+def compact_schema(schema: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
+    """Inline $defs and drop pydantic's titles. Inputs show optional fields as their plain type
+    (every vendor's schema subset accepts that); outputs keep `["string", "null"]` and leave out
+    what the inputs already say (enums) or the client need not check (required)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return walk(defs[node["$ref"].split("/")[-1]])
+        out = {k: walk(v) for k, v in node.items() if k not in ("title", "$defs", "properties")}
+        if "properties" in node:  # property names are data here, "title" among them
+            out["properties"] = {name: walk(prop) for name, prop in node["properties"].items()}
+        branches = out.get("anyOf")
+        if branches and len(branches) == 2 and {"type": "null"} in branches:
+            (real,) = [b for b in branches if b != {"type": "null"}]
+            del out["anyOf"]
+            if nullable and set(real) == {"type"}:
+                out["type"] = [real["type"], "null"]
+            elif nullable:
+                out["anyOf"] = [real, {"type": "null"}]
+            else:
+                out = {**real, **out}
+        if out.get("default", 0) is None:
+            del out["default"]
+        if nullable:  # outputs: the shape is what matters to the model; the enums are in the inputs
+            out.pop("required", None)
+            out.pop("enum", None)
+            if out.get("additionalProperties") is True:  # the default of JSON Schema
+                del out["additionalProperties"]
+        return out
+
+    compacted: dict[str, Any] = walk(schema)
+    return compacted
+
+
+def mcp_tool(spec: ToolSpec[Any, Any]) -> Tool:
+    return Tool(
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        input_schema=compact_schema(spec.args.model_json_schema(), nullable=False),
+        output_schema=compact_schema(spec.result.model_json_schema(mode="serialization"), nullable=True),
+        annotations=ToolAnnotations(
+            read_only_hint=not spec.write,
+            destructive_hint=spec.destructive,
+            idempotent_hint=spec.idempotent,
+            open_world_hint=False,
+        ),
+    )
+
+
+def invalid_arguments(exc: ValidationError) -> InvalidArgumentError:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "is not an argument of this tool; see its input schema"
+        problems.append(f"{where or 'arguments'}: {message}")
+    return InvalidArgumentError("; ".join(problems) + ". Nothing was changed; fix the arguments and call again.")

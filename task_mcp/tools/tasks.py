@@ -1,0 +1,266 @@
+"""The `tasks` toolset: list, get, create, update, complete, delete and restore tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel
+from pydantic import Field as PField
+
+from task_mcp.models import MAX_ID, IdempotencyKeyStr, TaskCreate, TaskId, TaskOut, TaskQuery, TaskUpdate
+from task_mcp.service import TaskService
+from task_mcp.service.listing import TaskPage
+from task_mcp.service.workspaces import Caller
+from task_mcp.tools.base import Args, ToolSpec, WorkspaceResult, compact, line, one
+
+# --- Tool arguments and results ------------------------------------------------------------------
+
+
+class TaskIdArgs(Args):
+    task_id: TaskId
+
+
+class CompleteArgs(TaskIdArgs):
+    expected_version: int | None = PField(
+        default=None, ge=1, le=MAX_ID, description="Fail with conflict unless the task is at this version."
+    )
+
+
+class ListArgs(TaskQuery, Args):
+    pass
+
+
+class CreateTaskArgs(TaskCreate, Args):
+    idempotency_key: IdempotencyKeyStr | None = PField(
+        default=None, description="Retry-safe: a repeat with the same key returns the first result."
+    )
+
+
+class CreateTasksArgs(Args):
+    tasks: Annotated[list[TaskCreate], PField(min_length=1, max_length=100, description="Tasks to create.")]
+    idempotency_key: IdempotencyKeyStr | None = PField(default=None, description="As in create_task.")
+
+
+class UpdateTaskArgs(TaskUpdate, Args):
+    task_id: TaskId
+
+
+# Tasks are described in words, not field by field: clients check structuredContent against the
+# outputSchema, and a per-field task schema in every result cost more of the tool list than the
+# tools themselves (DESIGN §4's budget).
+TASK_WORDS = (
+    "A task: id, title, description, status, priority, due, tags, parent_id, created_at, updated_at, "
+    "completed_at, version, created_by, assignee."
+)
+Task = Annotated[dict[str, Any], PField(description=TASK_WORDS)]
+
+
+class TaskResult(WorkspaceResult):
+    task: Task
+
+
+class CreatedResult(WorkspaceResult):
+    task: Task
+    created: bool
+
+
+class CreatedManyResult(WorkspaceResult):
+    tasks: list[Task]
+    created: bool
+
+
+class ListResult(WorkspaceResult):
+    tasks: list[dict[str, Any]] = PField(
+        description="Tasks as get_task returns them; compact ones leave out description, timestamps and nulls."
+    )
+    next_cursor: str | None
+    total: int
+
+
+class DeletedResult(WorkspaceResult):
+    task_id: int
+    deleted: bool
+
+
+# --- What each tool does: call the service, then shape the result ---------------------------------
+
+
+def _task(args: BaseModel, task: TaskOut) -> tuple[dict[str, Any], str]:
+    return one(task)
+
+
+def _list(service: TaskService, caller: Caller, args: ListArgs) -> TaskPage:
+    query = TaskQuery.model_validate(args.model_dump(exclude={"workspace"}))
+    return service.list_tasks(caller, query, workspace=args.workspace)
+
+
+def _render_list(args: ListArgs, page: TaskPage) -> tuple[dict[str, Any], str]:
+    if args.include_description:
+        tasks = [t.model_dump(mode="json") for t in page.tasks]
+    else:
+        tasks = [compact(t) for t in page.tasks]
+    lines = [f"{len(tasks)} of {page.total} tasks"] + [line(t, tags=False) for t in page.tasks]
+    if page.next_cursor:
+        lines.append(f"more: cursor={page.next_cursor}")
+    return {"tasks": tasks, "next_cursor": page.next_cursor, "total": page.total}, "\n".join(lines)
+
+
+def _get(service: TaskService, caller: Caller, args: TaskIdArgs) -> TaskOut:
+    return service.get_task(caller, args.task_id, workspace=args.workspace)
+
+
+def _create(service: TaskService, caller: Caller, args: CreateTaskArgs) -> tuple[TaskOut, bool]:
+    data = TaskCreate.model_validate(args.model_dump(exclude={"idempotency_key", "workspace"}))
+    return service.create_task(caller, data, args.idempotency_key, workspace=args.workspace)
+
+
+def _render_create(args: CreateTaskArgs, answer: tuple[TaskOut, bool]) -> tuple[dict[str, Any], str]:
+    task, created = answer
+    structured, text = one(task, created=created)
+    return structured, text if created else f"already created: {text}"
+
+
+def _create_many(service: TaskService, caller: Caller, args: CreateTasksArgs) -> tuple[list[TaskOut], bool]:
+    return service.create_tasks(caller, args.tasks, args.idempotency_key, workspace=args.workspace)
+
+
+def _render_create_many(args: CreateTasksArgs, answer: tuple[list[TaskOut], bool]) -> tuple[dict[str, Any], str]:
+    tasks, created = answer
+    head = f"{'created' if created else 'already created'} {len(tasks)} tasks"
+    return (
+        {"tasks": [t.model_dump(mode="json") for t in tasks], "created": created},
+        "\n".join([head] + [line(t) for t in tasks]),
+    )
+
+
+def _update(service: TaskService, caller: Caller, args: UpdateTaskArgs) -> TaskOut:
+    changes = TaskUpdate.model_validate(args.model_dump(exclude={"task_id", "workspace"}, exclude_unset=True))
+    return service.update_task(caller, args.task_id, changes, workspace=args.workspace)
+
+
+def _complete(service: TaskService, caller: Caller, args: CompleteArgs) -> TaskOut:
+    return service.complete_task(caller, args.task_id, args.expected_version, workspace=args.workspace)
+
+
+def _delete(service: TaskService, caller: Caller, args: TaskIdArgs) -> int:
+    return service.delete_task(caller, args.task_id, workspace=args.workspace)
+
+
+def _render_delete(args: TaskIdArgs, count: int) -> tuple[dict[str, Any], str]:
+    if count == 0:
+        text = f"task {args.task_id} was already deleted"
+    elif count == 1:
+        text = f"deleted task {args.task_id}"
+    else:
+        text = f"deleted task {args.task_id} and {count - 1} subtask{'s' if count > 2 else ''}"
+    return {"task_id": args.task_id, "deleted": True}, text + "; restore_task brings it back"
+
+
+def _restore(service: TaskService, caller: Caller, args: TaskIdArgs) -> TaskOut:
+    return service.restore_task(caller, args.task_id, workspace=args.workspace)
+
+
+TOOLS: tuple[ToolSpec[Any, Any], ...] = (
+    ToolSpec(
+        "list_tasks",
+        "List tasks",
+        "List the tasks of a workspace (your personal list by default), newest first, 20 per page; filters "
+        "combine. Defaults to open tasks. Returns compact tasks (no description or timestamps unless "
+        "include_description), total matching, and next_cursor: pass it back as cursor, with the same "
+        "filters, for the next page.",
+        ListArgs,
+        ListResult,
+        write=False,
+        destructive=False,
+        idempotent=True,
+        call=_list,
+        render=_render_list,
+    ),
+    ToolSpec(
+        "get_task",
+        "Get a task",
+        "Get one task by id, with its description.",
+        TaskIdArgs,
+        TaskResult,
+        write=False,
+        destructive=False,
+        idempotent=True,
+        call=_get,
+        render=_task,
+    ),
+    ToolSpec(
+        "create_task",
+        "Create a task",
+        "Create one task and return it with its id. Pass idempotency_key when a retry must not create a duplicate.",
+        CreateTaskArgs,
+        CreatedResult,
+        write=True,
+        destructive=False,
+        idempotent=False,
+        call=_create,
+        render=_render_create,
+    ),
+    ToolSpec(
+        "create_tasks",
+        "Create several tasks",
+        "Create 1-100 tasks at once, all or nothing (e.g. the steps of a plan). Items cannot refer "
+        "to each other; set parent_id to an existing task.",
+        CreateTasksArgs,
+        CreatedManyResult,
+        write=True,
+        destructive=False,
+        idempotent=False,
+        call=_create_many,
+        render=_render_create_many,
+    ),
+    ToolSpec(
+        "update_task",
+        "Update a task",
+        "Change some fields of a task; fields left out stay as they are. To empty description, due, "
+        "parent_id or assignee, list them in clear. status 'open' reopens. With expected_version the "
+        "update fails with conflict if the task changed since you read it.",
+        UpdateTaskArgs,
+        TaskResult,
+        write=True,
+        destructive=True,
+        idempotent=True,
+        call=_update,
+        render=_task,
+    ),
+    ToolSpec(
+        "complete_task",
+        "Complete a task",
+        "Mark a task completed. Completing it again changes nothing.",
+        CompleteArgs,
+        TaskResult,
+        write=True,
+        destructive=False,
+        idempotent=True,
+        call=_complete,
+        render=_task,
+    ),
+    ToolSpec(
+        "delete_task",
+        "Delete a task",
+        "Delete a task and its subtasks. restore_task brings them back until purged (30 days by default).",
+        TaskIdArgs,
+        DeletedResult,
+        write=True,
+        destructive=True,
+        idempotent=True,
+        call=_delete,
+        render=_render_delete,
+    ),
+    ToolSpec(
+        "restore_task",
+        "Restore a task",
+        "Bring back a deleted task together with the subtasks deleted with it.",
+        TaskIdArgs,
+        TaskResult,
+        write=True,
+        destructive=False,
+        idempotent=True,
+        call=_restore,
+        render=_task,
+    ),
+)
