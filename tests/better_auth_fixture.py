@@ -3,8 +3,10 @@
 `BetterAuth.start()` runs `node tests/better_auth/server.mjs` on an ephemeral loopback port and
 waits for its `READY <url>` line (`spawn()` + `wait_ready()` start several at once); `sign_up()`
 makes a user and returns its session, `jwt()` exchanges a session token at `/api/auth/token`,
-`sign_out()` revokes the session. Each instance has its own users, signing keys and secret
-(in-memory adapter).
+`sign_out()` revokes the session. Organizations (the organization plugin): `create_organization()`
+as a signed-in user, `add_member()` with a role (a test-only route: Better Auth's `addMember` is
+server-only), `remove_member()` through Better Auth's own `/organization/remove-member`. Each
+instance has its own users, signing keys and secret (in-memory adapter).
 
 Session fixtures, started together on first use (load them with
 `pytest_plugins = ["tests.better_auth_fixture"]`): `better_auth` (JWTs live 15 minutes),
@@ -42,6 +44,14 @@ class BetterAuthUser:
     id: str
     email: str
     session_token: str  # the bearer plugin's `set-auth-token` (signed session token)
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    slug: str
+    name: str
 
 
 class BetterAuth:
@@ -146,7 +156,10 @@ class BetterAuth:
         response.raise_for_status()
         self._http.cookies.clear()  # each user signs in on their own; no shared cookie jar
         return BetterAuthUser(
-            id=response.json()["user"]["id"], email=email, session_token=response.headers["set-auth-token"]
+            id=response.json()["user"]["id"],
+            email=email,
+            session_token=response.headers["set-auth-token"],
+            name=name,
         )
 
     def jwt(self, session_token: str) -> str:
@@ -157,6 +170,30 @@ class BetterAuth:
 
     def sign_out(self, session_token: str) -> None:
         self.post("/sign-out", {}, session_token=session_token).raise_for_status()
+        self._http.cookies.clear()
+
+    # ---- organizations ---------------------------------------------------------------------------
+
+    def create_organization(self, owner: BetterAuthUser, name: str) -> Organization:
+        """An organization created by `owner` (who becomes its `owner`), with a slug unique to this run."""
+        slug = f"{name.lower()}-{secrets.token_hex(3)}"
+        response = self.post("/organization/create", {"name": name, "slug": slug}, session_token=owner.session_token)
+        response.raise_for_status()
+        self._http.cookies.clear()
+        body = response.json()
+        return Organization(id=body["id"], slug=body["slug"], name=body["name"])
+
+    def add_member(self, organization: Organization, user: BetterAuthUser, role: str | list[str]) -> None:
+        """Make `user` a member of `organization` with `role` (several roles: a list)."""
+        body = {"organizationId": organization.id, "userId": user.id, "role": role}
+        response = self._http.post(f"{self.url}/test/add-member", json=body)
+        assert response.status_code == 200, response.text
+
+    def remove_member(self, organization: Organization, by: BetterAuthUser, member: BetterAuthUser) -> None:
+        """`by` (an owner or admin) removes `member`, as the organization plugin's own API does it."""
+        body = {"organizationId": organization.id, "memberIdOrEmail": member.email}
+        response = self.post("/organization/remove-member", body, session_token=by.session_token)
+        assert response.status_code == 200, response.text
         self._http.cookies.clear()
 
 

@@ -3,8 +3,9 @@
 Both replicas are started at the same moment on the test database (each migrates at start) and
 must both come up; so must two started together on an empty database, which they migrate. Clients
 then alternate between them: a replica holds no state of its own, so each answer must be the same
-whichever replica gives it, and the numbering, cursors, idempotency keys and `expected_version`
-checks must hold across them. A load test runs 16 concurrent SDK
+whichever replica gives it, and the numbering (a user's own list, and an organization's workspace
+shared by its members), cursors, idempotency keys and `expected_version` checks must hold across
+them. A load test runs 16 concurrent SDK
 clients (Streamable HTTP, one session per client and replica) over the pair and checks that the
 final state is exactly the sum of the acknowledged operations.
 
@@ -331,6 +332,57 @@ async def test_creates_through_both_replicas_get_distinct_gap_free_numbers(
             assert (await call(b, "create_task", {"title": f"{user} last"}))["task"]["id"] == len(expected) + 1
     counters = dict(rows(database_url, "SELECT owner_id, last_number FROM task_counters"))  # type: ignore[arg-type]
     assert counters == {user: 43 for user in users}
+
+
+ACME = {"id": "org-acme", "slug": "acme", "name": "Acme"}
+
+
+@pytest.mark.anyio
+async def test_members_creating_in_one_workspace_through_both_replicas_get_distinct_gap_free_numbers(
+    replicas: list[Replica], mint: Callable[..., str]
+) -> None:
+    members = {"alice": "member", "bob": "admin"}
+    tokens = [mint(user, organizations=[ACME | {"role": role}]) for user, role in members.items()]
+    made: dict[str, list[int]] = {user: [] for user in members}
+    async with pairs(replicas, tokens) as opened:
+        sessions = dict(zip(members, opened, strict=True))
+
+        async def create(user: str, i: int) -> None:
+            client = sessions[user][i % 2]
+            if i % 8 == 7:  # now and then a batch: consecutive numbers, all or nothing
+                items = [{"title": f"{user} {i}.{k}"} for k in range(3)]
+                batch = await call(client, "create_tasks", {"workspace": "acme", "tasks": items})
+                assert batch["workspace"] == "acme"
+                numbers = [t["id"] for t in batch["tasks"]]
+                assert numbers == list(range(numbers[0], numbers[0] + 3))
+                made[user] += numbers
+            else:
+                answer = await call(client, "create_task", {"workspace": "acme", "title": f"{user} {i}"})
+                assert answer["workspace"] == "acme"
+                made[user].append(answer["task"]["id"])
+
+        async with anyio.create_task_group() as tg:  # both members, both replicas, all at once
+            for i in range(24):
+                for user in members:
+                    tg.start_soon(create, user, i)
+
+        per_member = 21 + 3 * 3  # 21 singles and 3 batches of 3
+        everyone = sorted(made["alice"] + made["bob"])
+        assert everyone == list(range(1, 2 * per_member + 1))  # one sequence, shared, no gaps, no repeats
+        for user, (a, b) in sessions.items():
+            for client in (a, b):  # the same workspace, whoever asks and whichever replica answers
+                page = await call(client, "list_tasks", {"workspace": "acme", "status": "all", "limit": 100})
+                assert page["workspace"] == "acme" and page["total"] == 2 * per_member
+                by_id = {t["id"]: t["title"] for t in page["tasks"]}
+                assert sorted(by_id) == everyone
+                assert all(by_id[n].startswith(f"{owner} ") for owner in members for n in made[owner])
+            created = await call(b, "get_task", {"workspace": "acme", "task_id": made[user][0]})
+            assert created["task"]["created_by"] == user
+            # Their personal lists were never touched: each still starts at 1.
+            assert (await call(a, "create_task", {"title": f"{user}'s own"}))["task"]["id"] == 1
+        # The next create in the workspace, on either replica, takes the next number.
+        nxt = await call(sessions["alice"][1], "create_task", {"workspace": "acme", "title": "next"})
+        assert nxt["task"]["id"] == 2 * per_member + 1
 
 
 @pytest.mark.anyio

@@ -21,7 +21,8 @@ import { betterAuth } from "better-auth";
 import { memoryAdapter } from "better-auth/adapters/memory";
 import { getAuthTables } from "better-auth/db";
 import { toNodeHandler } from "better-auth/node";
-import { bearer, jwt } from "better-auth/plugins";
+import { bearer, jwt, organization } from "better-auth/plugins";
+import { adminAc, defaultAc, memberAc, ownerAc } from "better-auth/plugins/organization/access";
 
 let handler = (_req, res) => {
   res.writeHead(503).end("starting");
@@ -34,22 +35,65 @@ await new Promise((resolve, reject) => {
 const baseURL = `http://127.0.0.1:${server.address().port}`;
 
 const db = {};
+let auth;
+
+// Roles: Better Auth's owner, admin and member, plus a custom read-only `viewer`.
+const ac = defaultAc;
+const viewer = ac.newRole({ organization: [], member: [], invitation: [] });
+
+// What a Better Auth app adds to its JWTs so that task_mcp knows the caller's workspaces: every
+// organization the user belongs to, with the member's role (several roles stay comma-separated).
+async function organizationsOf(userId) {
+  const adapter = (await auth.$context).adapter;
+  const members = await adapter.findMany({ model: "member", where: [{ field: "userId", value: userId }] });
+  const organizations = [];
+  for (const member of members) {
+    const org = await adapter.findOne({ model: "organization", where: [{ field: "id", value: member.organizationId }] });
+    if (org) organizations.push({ id: org.id, slug: org.slug, name: org.name, role: member.role });
+  }
+  return organizations;
+}
 const options = {
   baseURL,
   secret: process.env.BA_SECRET || randomBytes(32).toString("hex"),
   database: memoryAdapter(db),
   emailAndPassword: { enabled: true },
-  plugins: [jwt({ jwt: { expirationTime: process.env.BA_JWT_EXPIRATION || "15m" } }), bearer()],
+  plugins: [
+    jwt({
+      jwt: {
+        expirationTime: process.env.BA_JWT_EXPIRATION || "15m",
+        definePayload: async ({ user }) => ({ ...user, organizations: await organizationsOf(user.id) }),
+      },
+    }),
+    bearer(),
+    organization({ ac, roles: { owner: ownerAc, admin: adminAc, member: memberAc, viewer } }),
+  ],
   rateLimit: { enabled: false }, // tests sign up many users from one address
   telemetry: { enabled: false },
   logger: { level: "warn", log: (level, message, ...args) => console.error(`[better-auth ${level}]`, message, ...args) },
 };
-const auth = betterAuth(options);
+auth = betterAuth(options);
 
 // The memory adapter throws "Model X not found" for a table it has never seen: create them all.
 for (const table of Object.values(getAuthTables(auth.options))) db[table.modelName] ??= [];
 
-handler = toNodeHandler(auth);
+// Test-only route: add a user to an organization with a role (Better Auth's addMember is server-only;
+// a real app calls it after its own invitation flow).
+const authHandler = toNodeHandler(auth);
+handler = async (req, res) => {
+  if (req.method === "POST" && req.url === "/test/add-member") {
+    let body = "";
+    for await (const chunk of req) body += chunk;
+    try {
+      const member = await auth.api.addMember({ body: JSON.parse(body) });
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(member));
+    } catch (error) {
+      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: String(error?.message ?? error) }));
+    }
+    return;
+  }
+  return authHandler(req, res);
+};
 process.stdout.write(`READY ${baseURL}\n`);
 
 const stop = () => {
