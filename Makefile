@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BETTER_AUTH := tests/better_auth
 BETTER_AUTH_STAMP := $(BETTER_AUTH)/node_modules/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean board
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(BETTER_AUTH)/node_modules
+
+# The task board (MCP App, DESIGN §13): rebuilds the committed task_mcp/ui/board.html from ui/board.
+board:
+	npm ci --prefix ui/board --no-audit --no-fund
+	npm run --prefix ui/board build
+
