@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BETTER_AUTH := tests/better_auth
 BETTER_AUTH_STAMP := $(BETTER_AUTH)/node_modules/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean board board-e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(BETTER_AUTH)/node_modules
+
+# The task board (MCP App, DESIGN §13): rebuilds the committed task_mcp/ui/board.html from ui/board.
+board:
+	npm ci --prefix ui/board --no-audit --no-fund
+	npm run --prefix ui/board build
+
+# The board in headless Chromium (Debian's chromium) under the ext-apps host bridge, against a real
+# `task-mcp serve --transport http` with a fresh database; screenshots go to tests/board/out/.
+board-e2e: $(STAMP)
+	npm ci --prefix tests/board --no-audit --no-fund
+	$(BIN)/python tests/board/serve.py -- node tests/board/run.mjs
