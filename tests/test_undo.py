@@ -62,7 +62,7 @@ UPDATES = [
 ]
 
 
-@pytest.mark.parametrize("changes", UPDATES, ids=lambda c: "+".join(sorted(c)) + str(list(c.values())[0])[:12])
+@pytest.mark.parametrize("changes", UPDATES, ids=lambda c: "+".join(sorted(c)) + str(next(iter(c.values())))[:12])
 async def test_undoing_an_update_of_each_field_kind_restores_it_and_redo_reapplies_it(app, mint, changes):
     async with connect(app) as client:
         alice = Caller(client, mint("alice"))
