@@ -25,6 +25,7 @@ SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 TOOLS = {
     "list_tasks", "get_task", "create_task", "create_tasks",
     "update_task", "complete_task", "delete_task", "restore_task", "list_workspaces",
+    "list_changes", "undo_change",
 }  # fmt: skip
 # One well-formed call per tool: without a usable token, each must answer `unauthenticated`.
 CALLS: list[tuple[str, dict[str, Any]]] = [
@@ -37,6 +38,8 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("delete_task", {"task_id": 1}),
     ("restore_task", {"task_id": 1}),
     ("list_workspaces", {}),
+    ("list_changes", {}),
+    ("undo_change", {"change_id": 1}),
 ]
 # What the SDK's stdio client passes on; raw subprocesses here get the same, never TASK_MCP_* from the shell.
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
@@ -85,6 +88,7 @@ async def test_launch_token_drives_every_tool(
 
         assert ok(await client.call_tool("delete_task", {"task_id": 1})) == {
             "workspace": "personal",
+            "change_id": 6,
             "task_id": 1,
             "deleted": True,
         }
