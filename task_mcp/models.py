@@ -15,7 +15,6 @@ Every limit lives here, so the input schemas the model sees carry them.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import unicodedata
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, f
 from pydantic import Field as PField
 from sqlalchemy import Column, DateTime, Index, Row, String, Table, TypeDecorator, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from task_mcp.dates import format_instant, parse_due
 
 MAX_ID = 2**31 - 1
 Status = Literal["open", "completed"]
@@ -84,6 +85,14 @@ class Task(SQLModel, table=True):
         _live_index("ix_tasks_owner_assignee", "owner_id", "assignee", "number"),
         Index("ix_tasks_owner_parent", "owner_id", "parent_number"),
         Index("ix_tasks_deleted_at", "deleted_at"),
+        Index(
+            "ix_tasks_owner_trash",
+            "owner_id",
+            "deleted_at",
+            "number",
+            sqlite_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     pk: int | None = Field(default=None, primary_key=True)
@@ -127,6 +136,7 @@ class TaskCounter(SQLModel, table=True):
 
     owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
     last_number: int = 0
+    last_change: int = 0  # the workspace's last change_id (the journal)
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -138,6 +148,7 @@ class IdempotencyKey(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=100)
     request_hash: str = Field(max_length=64)  # the tool's name and arguments, hashed
     numbers: str = Field(max_length=1200)  # the created task numbers, comma-separated
+    change_id: int | None = None  # the change the key made: a replay answers it
     created_at: dt.datetime = _utc_column(nullable=False)
 
 
@@ -159,12 +170,55 @@ class WorkspaceMember(SQLModel, table=True):
     last_seen_at: dt.datetime = _utc_column(nullable=False)
 
 
+class Change(SQLModel, table=True):
+    """One journal entry: a call that changed something (DESIGN §9)."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_owner_by", "owner_id", "by_user", "change_id"), Index("ix_changes_at", "at"))
+
+    owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
+    change_id: int = Field(primary_key=True)
+    at: dt.datetime = _utc_column(nullable=False)
+    tool: str = Field(max_length=40)
+    by_user: str = Field(max_length=255)
+    by_name: str | None = Field(default=None, max_length=255)
+    by_client: str | None = Field(default=None, max_length=255)
+    summary: str = Field(max_length=160)
+    task_count: int
+    undoes: int | None = None
+    undone_by: int | None = None
+
+
+class ChangeTask(SQLModel, table=True):
+    """A task a change touched: `kind` (created, fields, deleted, restored), its versions, and only
+    the fields it changed (JSON `before`/`after`; the deletion state in columns of its own, so a
+    subtree delete is journaled by one INSERT ... SELECT)."""
+
+    __tablename__ = "change_tasks"
+    __table_args__ = (Index("ix_change_tasks_owner_number", "owner_id", "number", "change_id"),)
+
+    owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
+    change_id: int = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    kind: str = Field(max_length=10)
+    version_before: int | None = None
+    version_after: int
+    before: str | None = Field(default=None, sa_column=Column(UnicodeText(), nullable=True))
+    after: str | None = Field(default=None, sa_column=Column(UnicodeText(), nullable=True))
+    deleted_before: dt.datetime | None = _utc_column(nullable=True)
+    deleted_after: dt.datetime | None = _utc_column(nullable=True)
+    group_before: int | None = None
+    group_after: int | None = None
+
+
 # One typed Core table per table: the service builds its statements against these.
 TASKS: Table = SQLModel.metadata.tables["tasks"]
 TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
 TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
 IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
 WORKSPACE_MEMBERS: Table = SQLModel.metadata.tables["workspace_members"]
+CHANGES: Table = SQLModel.metadata.tables["changes"]
+CHANGE_TASKS: Table = SQLModel.metadata.tables["change_tasks"]
 
 
 def fold(value: str | None) -> str:
@@ -199,51 +253,6 @@ def _check_timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
         raise ValueError("is not an IANA time zone name such as 'Europe/Paris' or 'UTC'") from None
     return value
-
-
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Every date and instant the server keeps must convert to a local date in any time zone (UTC
-# offsets stay within a day), so the first and last day of the calendar are out.
-FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
-_OUT_OF_RANGE = f"is outside the dates the server can handle ({FIRST_DAY} to {LAST_DAY}, in UTC)"
-
-
-def parse_due(value: str) -> dt.date | dt.datetime:
-    """A date (all-day) or a datetime with an offset, which comes back in UTC.
-
-    Raises:
-        ValueError: not ISO 8601, no offset, or outside `FIRST_DAY` … `LAST_DAY` once in UTC.
-    """
-    value = value.strip()
-    if _DATE_RE.match(value):
-        try:
-            day = dt.date.fromisoformat(value)
-        except ValueError:
-            raise ValueError("is not a calendar date: give a real day, e.g. 2026-02-28") from None
-        if not FIRST_DAY <= day <= LAST_DAY:
-            raise ValueError(_OUT_OF_RANGE)
-        return day
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            "must be an ISO 8601 date (2026-12-01) or datetime with an offset (2026-12-01T16:00:00Z)"
-        ) from None
-    if parsed.tzinfo is None:
-        raise ValueError("has no UTC offset: add one, e.g. 2026-12-01T16:00:00Z or +02:00")
-    instant = to_utc(parsed)
-    if instant is None:
-        raise ValueError(_OUT_OF_RANGE)
-    return instant
-
-
-def to_utc(value: dt.datetime) -> dt.datetime | None:
-    """`value` (aware) in UTC, or None when it falls outside `FIRST_DAY` … `LAST_DAY`."""
-    try:
-        instant = value.astimezone(dt.UTC)
-    except OverflowError:  # year 0 or 10000 once converted
-        return None
-    return instant if FIRST_DAY <= instant.date() <= LAST_DAY else None
 
 
 def _check_due(value: str) -> str:
@@ -316,7 +325,9 @@ class TaskUpdate(_Input):
 
 
 class TaskQuery(_Input):
-    status: Literal["open", "completed", "all"] = PField(default="open", description="Which tasks.")
+    status: Literal["open", "completed", "all", "deleted"] = PField(
+        default="open", description="Which tasks; deleted: the trash, newest deletion first."
+    )
     priority: list[Priority] | None = PField(default=None, max_length=5, description="Any of these.")
     tags: Tags | None = PField(default=None, description="Tasks having all of these tags.")
     text: Text | None = PField(
@@ -360,12 +371,7 @@ class TaskOut(BaseModel):
     version: int
     created_by: str
     assignee: str | None = None
-
-
-def format_instant(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    deleted_at: str | None = None  # only in the trash
 
 
 def task_out(row: Row[Any]) -> TaskOut:
@@ -386,4 +392,5 @@ def task_out(row: Row[Any]) -> TaskOut:
         version=row.version,
         created_by=row.created_by,
         assignee=row.assignee,
+        deleted_at=format_instant(row.deleted_at),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ from task_mcp.errors import (
 )
 from task_mcp.principal import Principal
 from task_mcp.service import TaskService
+from task_mcp.service.journal import Receipt
 from task_mcp.service.workspaces import Caller, resolve
 from task_mcp.tools import TOOLS, ToolSpec, invalid_arguments, mcp_tool, offered
 
@@ -54,7 +56,8 @@ INSTRUCTIONS = (
     "A task list: the user's personal one, and one per organization of theirs (list_workspaces; every "
     "tool takes workspace, 'personal' by default). Task ids are small numbers within a workspace. "
     "Use list_tasks to find tasks, create_task/create_tasks to add, update_task, "
-    "complete_task, delete_task (restorable with restore_task)."
+    "complete_task, delete_task (restorable with restore_task); list_changes shows who changed what, "
+    "undo_change takes a change back."
 )
 _NOT_STDIO = (
     "This server was built for stdio, so it takes no identity from an HTTP request. Serve HTTP with "
@@ -105,6 +108,13 @@ def caller_of(principal: Principal) -> Caller:
     )
 
 
+def _client(ctx: ServerRequestContext[Any]) -> str | None:
+    """The MCP client's `clientInfo.name`: from the handshake, or (2026-07-28) the request's envelope."""
+    params = ctx.session.client_params
+    name = params.client_info.name if params is not None else None
+    return name if isinstance(name, str) and name.strip() else None
+
+
 # --- Errors ---------------------------------------------------------------------------------------
 
 
@@ -151,9 +161,15 @@ class TaskMcp:
         migrate(self.database)
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], meta: Mapping[str, Any] | None, identity: Identity
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        meta: Mapping[str, Any] | None,
+        identity: Identity,
+        client_name: str | None = None,
     ) -> CallToolResult:
-        """Run one tool call for the caller `identity` names; every outcome is a tool result."""
+        """Run one tool call for the caller `identity` names; every outcome is a tool result.
+        `client_name`: the MCP client's `clientInfo.name`, journaled when the token names no client."""
         spec = self.specs.get(name)
         if spec is None:
             return error_result(self._not_offered(name))
@@ -162,16 +178,21 @@ class TaskMcp:
             # Scopes and workspace roles are checked by the service, after the workspace is found
             # (DESIGN §8's order).
             caller = caller_of(await identity.principal(meta))
+            if caller.client is None and client_name:
+                caller = replace(caller, client=client_name[:255])
             try:
                 args = spec.args.model_validate(arguments)
             except ValidationError as exc:
                 raise invalid_arguments(exc) from None
-            answer = await anyio.to_thread.run_sync(partial(spec.call, self.service, caller, args))
+            receipt = Receipt()
+            answer = await anyio.to_thread.run_sync(partial(spec.call, self.service, caller, args, receipt))
             # The service call returned, so its transaction has committed: from here on a failure
             # must not claim that nothing was changed.
             if spec.write:
                 changed = True
             structured, text = spec.render(args, answer)
+            if spec.write:  # every write names its journal entry (null: it changed nothing)
+                structured = {"change_id": receipt.change_id, **structured}
             if spec.names_workspace:
                 structured = {"workspace": resolve(caller, args.workspace).label, **structured}
             return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
@@ -209,7 +230,7 @@ class TaskMcp:
             # stdio order (`_meta`, launch token) never stands in for a bearer header.
             if ctx.request is not None and who is self.stdio_identity:
                 return error_result(UnauthenticatedError(_NOT_STDIO))
-            return await self.call_tool(params.name, params.arguments or {}, dict(params.meta or {}), who)
+            return await self.call_tool(params.name, params.arguments or {}, dict(params.meta or {}), who, _client(ctx))
 
         return Server(
             "task-mcp",

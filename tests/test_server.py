@@ -95,6 +95,8 @@ async def test_every_tool_and_parameter_is_described_with_truthful_annotations(a
         "delete_task",
         "restore_task",
         "list_workspaces",
+        "list_changes",
+        "undo_change",
     }
     for tool in tools:
         assert tool.title and tool.description, tool.name
@@ -104,8 +106,9 @@ async def test_every_tool_and_parameter_is_described_with_truthful_annotations(a
         ann = tool.annotations
         assert ann is not None
         assert ann.open_world_hint is False
-        assert ann.destructive_hint is (tool.name in {"update_task", "delete_task"}), tool.name
-        assert ann.read_only_hint is (tool.name in {"list_tasks", "get_task", "list_workspaces"}), tool.name
+        assert ann.destructive_hint is (tool.name in {"update_task", "delete_task", "undo_change"}), tool.name
+        reads = {"list_tasks", "get_task", "list_workspaces", "list_changes"}
+        assert ann.read_only_hint is (tool.name in reads), tool.name
         assert ann.idempotent_hint is (tool.name not in {"create_task", "create_tasks"}), tool.name
 
 

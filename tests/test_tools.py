@@ -471,7 +471,8 @@ async def test_a_deleted_task_disappears_from_list_and_get(app, mint):
     async with users(app, mint, "alice") as (alice,):
         await alice.create(1)
         await alice.create(2)
-        assert await alice.ok("delete_task", task_id=1) == {"workspace": "personal", "task_id": 1, "deleted": True}
+        deleted = await alice.ok("delete_task", task_id=1)
+        assert deleted == {"workspace": "personal", "change_id": 3, "task_id": 1, "deleted": True}
         assert await alice.all_ids() == [2]
         assert "restore_task" in await alice.fails("get_task", "not_found", task_id=1)
         await alice.fails("complete_task", "not_found", task_id=1)
@@ -539,8 +540,10 @@ async def test_deleting_or_restoring_again_succeeds_without_a_new_version(app, m
         await alice.create(1)
         await alice.create(2, parent_id=1)
         await alice.ok("delete_task", task_id=1)
-        assert await alice.ok("delete_task", task_id=1) == {"workspace": "personal", "task_id": 1, "deleted": True}
-        assert await alice.ok("delete_task", task_id=2) == {"workspace": "personal", "task_id": 2, "deleted": True}
+        # Repeats change nothing, so they name no journal entry.
+        again = {"workspace": "personal", "change_id": None, "task_id": 1, "deleted": True}
+        assert await alice.ok("delete_task", task_id=1) == again
+        assert await alice.ok("delete_task", task_id=2) == again | {"task_id": 2}
         first = (await alice.ok("restore_task", task_id=1))["task"]
         assert first["version"] == 3
         assert (await alice.ok("restore_task", task_id=1))["task"] == first
@@ -714,7 +717,7 @@ async def test_read_only_mode_lists_only_the_read_tools_and_forbids_the_others(m
     assert sorted(calls) == sorted(WRITE_TOOLS)
     async with users(read_only, mint, "alice") as (alice,):
         tools = (await alice.client.list_tools()).tools
-        assert sorted(t.name for t in tools) == ["get_task", "list_tasks", "list_workspaces"]
+        assert sorted(t.name for t in tools) == ["get_task", "list_changes", "list_tasks", "list_workspaces"]
         for tool, arguments in calls.items():
             text = await alice.fails(tool, "forbidden", **arguments)
             assert "read-only" in text, text

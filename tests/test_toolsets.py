@@ -23,7 +23,7 @@ async def test_only_the_tasks_toolset_is_offered_and_a_call_to_another_says_why(
 async def test_read_only_removes_the_write_tools_from_whatever_toolsets_are_offered(make_app, mint):
     app = make_app(toolsets=("workspaces", "history", "agents"), read_only=True)
     async with connect(app) as client:
-        assert [t.name for t in (await client.list_tools()).tools] == ["list_workspaces"]
+        assert [t.name for t in (await client.list_tools()).tools] == ["list_workspaces", "list_changes"]
         text = await Caller(client, mint("alice")).fails("create_task", "forbidden", title="x")
         assert "toolset 'tasks'" in text
 

@@ -1,4 +1,5 @@
-"""Housekeeping: purging expired trash, idempotency keys and members, off the callers' path.
+"""Housekeeping: purging expired trash (with its journal entries), idempotency keys, members and
+changes older than the history window, off the callers' path.
 
 Purging starts from ordinary writes, at most once per `purge_every` per process, on a thread of
 its own: never on a caller's latency path, and its failure is never theirs.
@@ -52,6 +53,8 @@ class Housekeeping:
         while self._db.run(lambda conn: store.purge_keys(conn, now - IDEMPOTENCY_TTL), write=True) == PURGE_BATCH:
             pass
         self._db.run(lambda conn: store.purge_members(conn, now - self.history), write=True)
+        while self._db.run(lambda conn: store.purge_changes(conn, now - self.history), write=True) == PURGE_BATCH:
+            pass
         purged = 0
         while True:
             batch = self._db.run(lambda conn: store.purge_tasks(conn, now - self.retention), write=True)

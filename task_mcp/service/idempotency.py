@@ -27,8 +27,8 @@ def request_hash(tool: str, items: Sequence[TaskCreate]) -> str:
 
 def replay(
     conn: Connection, ws: Workspace, user_id: str, key: str, hashed: str, now: dt.datetime
-) -> list[TaskOut] | None:
-    """The tasks `key` created, or None when it is new (or expired, and then forgotten).
+) -> tuple[list[TaskOut], int | None] | None:
+    """The tasks `key` created and the change_id of that call, or None when it is new (or expired, and then forgotten).
 
     Raises:
         ConflictError: the key was used with other arguments, or one of its tasks was deleted since.
@@ -53,12 +53,20 @@ def replay(
                 f"idempotency_key '{key}' created task {number}, which has since been deleted. "
                 f"Call restore_task{ws.hint} with task_id {number} to bring it back, or use a new key."
             )
-    return [task_out(tasks[n]) for n in numbers]
+    return [task_out(tasks[n]) for n in numbers], found.change_id
 
 
 def remember(
-    conn: Connection, ws: Workspace, user_id: str, key: str, hashed: str, numbers: list[int], now: dt.datetime
+    conn: Connection,
+    ws: Workspace,
+    user_id: str,
+    key: str,
+    hashed: str,
+    numbers: list[int],
+    now: dt.datetime,
+    change_id: int,
 ) -> None:
     """Keep `key` for the tasks just created (a concurrent twin fails on the key and replays)."""
     values = {"owner_id": ws.key, "user_id": user_id, "key": key, "request_hash": hashed, "created_at": now}
+    values["change_id"] = change_id
     conn.execute(store.INSERT_KEY, {**values, "numbers": ",".join(str(n) for n in numbers)})

@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, func, or_, select, tuple_
 
+from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold, parse_due, task_out
+from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold, task_out
 from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
@@ -54,18 +55,30 @@ class TaskList:
     """One `list_tasks` call: filters, a keyset page in the requested order, and the total."""
 
     def __init__(
-        self, conn: Connection, ws: Workspace, query: TaskQuery, now: dt.datetime, *, assignee: str | None = None
+        self,
+        conn: Connection,
+        ws: Workspace,
+        query: TaskQuery,
+        now: dt.datetime,
+        *,
+        assignee: str | None = None,
+        trash_since: dt.datetime | None = None,
     ) -> None:
-        """`assignee`: the filter resolved to a user id, or "none" (unassigned)."""
+        """`assignee`: the filter resolved to a user id, or "none" (unassigned). `trash_since`: the
+        oldest deletion still restorable (`status: "deleted"`)."""
         self.conn, self.ws, self.query, self.now, self.assignee = conn, ws, query, now, assignee
+        self.trash_since = trash_since
+        # The trash lists the newest deletion first unless a sort is given.
+        trash_order = query.status == "deleted" and "sort" not in query.model_fields_set
+        self.sort: str = "deleted" if trash_order else query.sort
         self.owner = ws.key
         self.zone = ZoneInfo(query.timezone)
         self.filters = self._filters()
-        self.fingerprint = _query_fingerprint(query)  # checks the cursor given, marks the one returned
-        self.cursor = _decode_cursor(query.cursor, self.fingerprint, query.sort, self.zone)
+        self.fingerprint = _query_fingerprint(query, self.sort)  # checks the cursor given, marks the one returned
+        self.cursor = _decode_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
 
     def page(self) -> TaskPage:
-        rows = self._due_rows() if self.query.sort == "due" else self._simple_rows()
+        rows = self._due_rows() if self.sort == "due" else self._simple_rows()
         more = len(rows) > self.query.limit
         rows = rows[: self.query.limit]
         if self.cursor is None and not more:
@@ -78,8 +91,14 @@ class TaskList:
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query
-        where: list[ColumnElement[bool]] = [_T.owner_id == self.owner, _T.deleted_at.is_(None)]
-        if q.status != "all":
+        where: list[ColumnElement[bool]] = [_T.owner_id == self.owner]
+        if q.status == "deleted":
+            where.append(_T.deleted_at.is_not(None))
+            if self.trash_since is not None:
+                where.append(_T.deleted_at >= self.trash_since)
+        else:
+            where.append(_T.deleted_at.is_(None))
+        if q.status not in ("all", "deleted"):
             where.append(_T.status == q.status)
         if q.priority:
             where.append(_T.priority.in_([PRIORITIES.index(p) for p in q.priority]))
@@ -132,13 +151,17 @@ class TaskList:
 
     # created / updated / priority: newest or highest first, ties by id in the same direction.
     def _simple_rows(self) -> list[Any]:
-        column: ColumnElement[Any] = {"created": _T.created_at, "updated": _T.updated_at, "priority": _T.priority}[
-            self.query.sort
-        ]
+        columns = {
+            "created": _T.created_at,
+            "updated": _T.updated_at,
+            "priority": _T.priority,
+            "deleted": _T.deleted_at,
+        }
+        column: ColumnElement[Any] = columns[self.sort]
         stmt = select(_TASKS).where(*self.filters)
         if self.cursor is not None:
             key, number = self.cursor["k"], self.cursor["n"]
-            if self.query.sort != "priority":
+            if self.sort != "priority":
                 key = dt.datetime.fromisoformat(key)
             stmt = stmt.where(tuple_(column, _T.number) < tuple_(key, number))
         stmt = stmt.order_by(column.desc(), _T.number.desc()).limit(self.query.limit + 1)
@@ -186,18 +209,19 @@ class TaskList:
 
     def _cursor_after(self, task: Any) -> str:
         key: Any
-        if self.query.sort == "due":
+        if self.sort == "due":
             dated = task.due_at is not None or task.due_date is not None
             key = self._due_key(task).isoformat() if dated else None
-        elif self.query.sort == "priority":
+        elif self.sort == "priority":
             key = task.priority
         else:
-            key = (task.created_at if self.query.sort == "created" else task.updated_at).isoformat()
+            column = {"created": "created_at", "updated": "updated_at", "deleted": "deleted_at"}[self.sort]
+            key = getattr(task, column).isoformat()
         return _encode_cursor({"k": key, "n": task.number, "f": self.fingerprint})
 
 
-def _query_fingerprint(query: TaskQuery) -> str:
-    shape = query.model_dump(exclude={"cursor", "limit", "include_description"}, mode="json")
+def _query_fingerprint(query: TaskQuery, sort: str) -> str:
+    shape = query.model_dump(exclude={"cursor", "limit", "include_description"}, mode="json") | {"sort": sort}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule, rrulestr
 
+from task_mcp.dates import LAST_DAY
 from task_mcp.errors import InvalidArgumentError
-from task_mcp.models import LAST_DAY
 
 __all__ = ["check_repeat", "has_occurrence_within", "next_due", "normalize_repeat"]
 

@@ -13,8 +13,19 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import IDEMPOTENCY_KEYS, PRIORITIES, TASK_COUNTERS, TASK_TAGS, TASKS, TaskCreate, fold, parse_due
+from task_mcp.models import (
+    CHANGE_TASKS,
+    CHANGES,
+    IDEMPOTENCY_KEYS,
+    PRIORITIES,
+    TASK_COUNTERS,
+    TASK_TAGS,
+    TASKS,
+    TaskCreate,
+    fold,
+)
 from task_mcp.service.workspaces import PURGE_MEMBERS, Workspace
 
 PURGE_BATCH = 500  # rows per purge transaction: short write locks, whatever the backlog
@@ -117,7 +128,11 @@ PURGE_KEYS = delete(IDEMPOTENCY_KEYS).where(
         .limit(PURGE_BATCH)
     )
 )
-PURGEABLE = select(T.pk).where(T.deleted_at < bindparam("cutoff", type_=T.deleted_at.type)).limit(PURGE_BATCH)
+PURGEABLE = (
+    select(T.pk, T.owner_id, T.number)
+    .where(T.deleted_at < bindparam("cutoff", type_=T.deleted_at.type))
+    .limit(PURGE_BATCH)
+)
 PURGE_TAGS = delete(TASK_TAGS).where(TASK_TAGS.c.task_pk.in_(bindparam("pks", expanding=True)))
 PURGE_TASKS = delete(TASKS).where(T.pk.in_(bindparam("pks", expanding=True)))
 
@@ -225,8 +240,41 @@ def purge_members(conn: Connection, cutoff: dt.datetime) -> int:
 
 
 def purge_tasks(conn: Connection, cutoff: dt.datetime) -> int:
-    pks = list(conn.execute(PURGEABLE, {"cutoff": cutoff}).scalars())
-    if pks:
+    """Purge a batch of expired trash, with the journal entries of the purged tasks."""
+    found = conn.execute(PURGEABLE, {"cutoff": cutoff}).all()
+    if found:
+        pks = [row.pk for row in found]
         conn.execute(PURGE_TAGS, {"pks": pks})
         conn.execute(PURGE_TASKS, {"pks": pks})
-    return len(pks)
+        purge_journal_of(conn, [(row.owner_id, row.number) for row in found])
+    return len(found)
+
+
+CT, CH = CHANGE_TASKS.c, CHANGES.c
+PURGE_TOUCHES_OF = delete(CHANGE_TASKS).where(tuple_(CT.owner_id, CT.number).in_(bindparam("tasks", expanding=True)))
+CHANGES_OF = select(CT.owner_id, CT.change_id).where(
+    tuple_(CT.owner_id, CT.number).in_(bindparam("tasks", expanding=True))
+)
+PURGE_CHANGES = delete(CHANGES).where(tuple_(CH.owner_id, CH.change_id).in_(bindparam("changes", expanding=True)))
+OLD_CHANGES = select(CH.owner_id, CH.change_id).where(CH.at < bindparam("cutoff", type_=CH.at.type)).limit(PURGE_BATCH)
+PURGE_OLD_TOUCHES = delete(CHANGE_TASKS).where(
+    tuple_(CT.owner_id, CT.change_id).in_(bindparam("changes", expanding=True))
+)
+
+
+def purge_journal_of(conn: Connection, tasks: list[tuple[str, int]]) -> None:
+    """Purged tasks take their journal entries with them: every change that touched one."""
+    changes = [tuple(row) for row in conn.execute(CHANGES_OF, {"tasks": tasks}).all()]
+    conn.execute(PURGE_TOUCHES_OF, {"tasks": tasks})
+    if changes:
+        conn.execute(PURGE_OLD_TOUCHES, {"changes": changes})
+        conn.execute(PURGE_CHANGES, {"changes": changes})
+
+
+def purge_changes(conn: Connection, cutoff: dt.datetime) -> int:
+    """Purge a batch of changes made before `cutoff`."""
+    changes = [tuple(row) for row in conn.execute(OLD_CHANGES, {"cutoff": cutoff}).all()]
+    if changes:
+        conn.execute(PURGE_OLD_TOUCHES, {"changes": changes})
+        conn.execute(PURGE_CHANGES, {"changes": changes})
+    return len(changes)

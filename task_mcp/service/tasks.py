@@ -13,26 +13,28 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-import task_mcp.service.idempotency as idempotency
+import task_mcp.service.journal as journal
 import task_mcp.service.store as store
+import task_mcp.service.undo as undo
 from task_mcp.db import Database
-from task_mcp.errors import ConflictError, InvalidArgumentError
+from task_mcp.errors import InvalidArgumentError
 from task_mcp.models import (
-    PRIORITIES,
     TaskCreate,
     TaskOut,
     TaskQuery,
     TaskUpdate,
-    fold,
     task_out,
 )
 from task_mcp.service.housekeeping import PURGE_EVERY_SECONDS, Housekeeping
+from task_mcp.service.journal import ChangePage, Receipt
 from task_mcp.service.listing import TaskList, TaskPage
 from task_mcp.service.workspaces import Action, Caller, MemberDirectory, Workspace, WorkspaceInfo, resolve
+from task_mcp.service.writes import TaskWrites, fill
 
 if TYPE_CHECKING:
     from task_mcp.config import Settings
@@ -44,7 +46,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class TaskService:
+class TaskService(TaskWrites):
     """Every rule of the task tools, one transaction per call."""
 
     def __init__(
@@ -64,6 +66,7 @@ class TaskService:
         self._retention = dt.timedelta(days=retention_days)
         self.members = MemberDirectory(database, clock)
         self._max_tasks = max_tasks
+        self._history = dt.timedelta(days=history_days)
         self._clock = clock
         self._housekeeping = Housekeeping(
             database,
@@ -138,7 +141,8 @@ class TaskService:
 
         def page(conn: Connection) -> TaskPage:
             assignee = self.members.assignee_filter(conn, ws, who, query.assignee)
-            return TaskList(conn, ws, query, self._clock(), assignee=assignee).page()
+            now = self._clock()
+            return TaskList(conn, ws, query, now, assignee=assignee, trash_since=now - self._retention).page()
 
         return self._db.read(page)
 
@@ -151,6 +155,7 @@ class TaskService:
         idempotency_key: str | None = None,
         *,
         workspace: str | None = None,
+        receipt: Receipt | None = None,
     ) -> tuple[TaskOut, bool]:
         """Create one task; `(task, created)`, where `created` is False for a replayed key.
 
@@ -162,7 +167,7 @@ class TaskService:
             InvalidArgumentError: the workspace already holds `max_tasks` tasks.
             UnavailableError: the database stayed busy or unreachable; nothing was created.
         """
-        tasks, created = self._create(caller, workspace, "create_task", [data], idempotency_key)
+        tasks, created = self._create(caller, workspace, "create_task", [data], idempotency_key, receipt)
         return tasks[0], created
 
     def create_tasks(
@@ -172,6 +177,7 @@ class TaskService:
         idempotency_key: str | None = None,
         *,
         workspace: str | None = None,
+        receipt: Receipt | None = None,
     ) -> tuple[list[TaskOut], bool]:
         """Create 1-100 tasks, all or nothing; items cannot refer to each other.
 
@@ -181,12 +187,20 @@ class TaskService:
         """
         if not 1 <= len(items) <= 100:
             raise InvalidArgumentError("tasks: give between 1 and 100 tasks.")
-        return self._create(caller, workspace, "create_tasks", list(items), idempotency_key)
+        return self._create(caller, workspace, "create_tasks", list(items), idempotency_key, receipt)
 
     def update_task(
-        self, caller: Caller | str, task_id: int, changes: TaskUpdate, *, workspace: str | None = None
+        self,
+        caller: Caller | str,
+        task_id: int,
+        changes: TaskUpdate,
+        *,
+        workspace: str | None = None,
+        receipt: Receipt | None = None,
+        tool: str = "update_task",
     ) -> TaskOut:
-        """Apply `changes`; a change that changes nothing keeps the version.
+        """Apply `changes`; a change that changes nothing keeps the version (and journals nothing).
+        Every write fills `receipt` with the change_id it journaled (None: nothing changed).
 
         Raises:
             InvalidArgumentError: a field both set and cleared, or a parent that makes a cycle.
@@ -203,7 +217,9 @@ class TaskService:
         who = Caller.of(caller)
         ws = self.workspace(who, workspace, "write")
         self._housekeeping.maybe_purge()
-        return self._db.run(lambda conn: self._update(conn, ws, who, task_id, changes), write=True)
+        task, change_id = self._db.run(lambda conn: self._update(conn, ws, who, task_id, changes, tool), write=True)
+        fill(receipt, change_id)
+        return task
 
     def complete_task(
         self,
@@ -212,6 +228,7 @@ class TaskService:
         expected_version: int | None = None,
         *,
         workspace: str | None = None,
+        receipt: Receipt | None = None,
     ) -> TaskOut:
         """Mark the task completed; completing a completed task is a success that changes nothing.
 
@@ -219,9 +236,11 @@ class TaskService:
             NotFoundError, ForbiddenError, ConflictError, UnavailableError: as `update_task`.
         """
         changes = TaskUpdate(status="completed", expected_version=expected_version)
-        return self.update_task(caller, task_id, changes, workspace=workspace)
+        return self.update_task(caller, task_id, changes, workspace=workspace, receipt=receipt, tool="complete_task")
 
-    def delete_task(self, caller: Caller | str, task_id: int, *, workspace: str | None = None) -> int:
+    def delete_task(
+        self, caller: Caller | str, task_id: int, *, workspace: str | None = None, receipt: Receipt | None = None
+    ) -> int:
         """Soft-delete the task and its live subtree; returns how many tasks were deleted now.
 
         Raises:
@@ -233,9 +252,13 @@ class TaskService:
         who = Caller.of(caller)
         ws = self.workspace(who, workspace, "delete")
         self._housekeeping.maybe_purge()
-        return self._db.run(lambda conn: self._delete(conn, ws, who, task_id), write=True)
+        count, change_id = self._db.run(lambda conn: self._delete(conn, ws, who, task_id), write=True)
+        fill(receipt, change_id)
+        return count
 
-    def restore_task(self, caller: Caller | str, task_id: int, *, workspace: str | None = None) -> TaskOut:
+    def restore_task(
+        self, caller: Caller | str, task_id: int, *, workspace: str | None = None, receipt: Receipt | None = None
+    ) -> TaskOut:
         """Bring back a deleted task with the tasks deleted together with it.
 
         Raises:
@@ -247,7 +270,61 @@ class TaskService:
         """
         who = Caller.of(caller)
         ws = self.workspace(who, workspace, "delete")
-        return self._db.run(lambda conn: self._restore(conn, ws, who, task_id), write=True)
+        task, change_id = self._db.run(lambda conn: self._restore(conn, ws, who, task_id), write=True)
+        fill(receipt, change_id)
+        return task
+
+    # --- history ----------------------------------------------------------------------------------
+
+    def list_changes(
+        self,
+        caller: Caller | str,
+        *,
+        workspace: str | None = None,
+        task_id: int | None = None,
+        by: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> ChangePage:
+        """One page of the workspace's changes, newest first; `by` is "me" or a user id.
+
+        Raises:
+            InvalidArgumentError: a cursor that is not this list's `next_cursor`.
+            NotFoundError, ForbiddenError, UnavailableError: as `get_task`.
+        """
+        who = Caller.of(caller)
+        ws = self.workspace(who, workspace)
+        since = self._clock() - self._history
+        user = who.user_id if by == "me" else by
+        return self._db.read(
+            lambda conn: journal.list_changes(
+                conn, ws, task_id=task_id, by=user, limit=limit, cursor=cursor, since=since
+            )
+        )
+
+    def undo_change(
+        self, caller: Caller | str, change_id: int, *, workspace: str | None = None, receipt: Receipt | None = None
+    ) -> int:
+        """Put every task change `change_id` touched back to its state before, as one new change;
+        returns its change_id (also in `receipt`). See `undo.undo_change`.
+
+        Raises:
+            NotFoundError: no such workspace, or no such change there within the history window.
+            ForbiddenError: the role may not undo (a member: someone else's change).
+            ConflictError: already undone, a task changed since, or a rule the undo would break.
+            InvalidArgumentError: it would restore tasks past the workspace's task limit.
+            UnavailableError: the database stayed busy or unreachable; nothing was changed.
+        """
+        who = Caller.of(caller)
+        ws = self.workspace(who, workspace, "undo")
+        room = partial(self._check_room, ws=ws)
+
+        def run(conn: Connection) -> int:
+            return undo.undo_change(conn, ws, who, change_id, self._clock(), history=self._history, check_room=room)
+
+        done = self._db.run(run, write=True)
+        fill(receipt, done)
+        return done
 
     def purge_deleted(self) -> int:
         """Hard-delete tasks deleted longer than the retention period, expired keys and members
@@ -257,141 +334,3 @@ class TaskService:
             UnavailableError: the database stayed busy or unreachable (batches done stay done).
         """
         return self._housekeeping.purge()
-
-    # --- internals ------------------------------------------------------------------------------
-
-    def _create(
-        self, caller: Caller | str, workspace: str | None, tool: str, items: list[TaskCreate], key: str | None
-    ) -> tuple[list[TaskOut], bool]:
-        who = Caller.of(caller)
-        ws = self.workspace(who, workspace, "write")
-        self._housekeeping.maybe_purge()
-        request_hash = idempotency.request_hash(tool, items)
-
-        def create(conn: Connection) -> tuple[list[TaskOut], bool]:
-            if key is not None:
-                replay = idempotency.replay(conn, ws, who.user_id, key, request_hash, self._clock())
-                if replay is not None:
-                    return replay, False
-            assignees: list[str | None] = []
-            for item in items:
-                if item.parent_id is not None:
-                    store.live_row(conn, ws, item.parent_id)
-                assignees.append(self.members.assignee(conn, ws, who, item.assignee) if item.assignee else None)
-            first = store.reserve_numbers(conn, ws.key, len(items))
-            self._check_room(conn, ws, last_number=first + len(items) - 1, adding=len(items))
-            now = self._clock()
-            values = [
-                self._new_task(ws.key, first + i, item, now, created_by=who.user_id, assignee=assignees[i])
-                for i, item in enumerate(items)
-            ]
-            rows = conn.execute(store.INSERT_TASKS, values).all()
-            tags = [
-                {"task_pk": row.pk, "tag": tag, "owner_id": ws.key}
-                for row, item in zip(rows, items, strict=True)
-                for tag in item.tags
-            ]
-            if tags:
-                conn.execute(store.INSERT_TAGS, tags)
-            if key is not None:
-                idempotency.remember(conn, ws, who.user_id, key, request_hash, [row.number for row in rows], now)
-            return [task_out(row) for row in rows], True
-
-        return self._db.run(create, write=True)
-
-    def _new_task(
-        self, owner: str, number: int, item: TaskCreate, now: dt.datetime, *, created_by: str, assignee: str | None
-    ) -> dict[str, Any]:
-        return store.new_task(owner, number, item, now, created_by=created_by, assignee=assignee)
-
-    def _check_room(self, conn: Connection, ws: Workspace, *, last_number: int | None = None, adding: int = 0) -> None:
-        # Numbers are gap-free and never reused, so the last number bounds the rows held: the count
-        # is needed only by workspaces that have ever created more tasks than the limit.
-        if last_number is None:
-            last_number = conn.execute(store.LAST_NUMBER, {"owner": ws.key}).scalar() or 0
-        if last_number <= self._max_tasks:
-            return
-        held = conn.execute(store.COUNT_TASKS, {"owner": ws.key}).scalar_one()
-        if held + adding > self._max_tasks:
-            holder = "Your list" if ws.personal else f"Workspace '{ws.label}'"
-            raise InvalidArgumentError(
-                f"{holder} holds {held} tasks, deleted ones included, and can hold at most {self._max_tasks}; "
-                "nothing was changed. Deleted tasks count until they are purged "
-                f"({self._retention.days} days after deletion): complete or reuse existing tasks, or ask the "
-                "server's operator to raise TASK_MCP_MAX_TASKS_PER_WORKSPACE."
-            )
-
-    def _update(self, conn: Connection, ws: Workspace, who: Caller, task_id: int, changes: TaskUpdate) -> TaskOut:
-        row = store.live_row(conn, ws, task_id, lock=True)
-        if changes.expected_version is not None and changes.expected_version != row.version:
-            raise ConflictError(
-                f"Task {task_id} is at version {row.version}, not {changes.expected_version}; nothing was "
-                f"changed. Call get_task{ws.hint} to see its current state, then retry with expected_version "
-                f"{row.version}."
-            )
-        before = {name: row._mapping[name] for name in store.UPDATABLE}
-        after = dict(before)
-        if changes.title is not None:
-            after |= {"title": changes.title, "title_folded": fold(changes.title)}
-        if changes.description is not None or "description" in changes.clear:
-            after |= {"description": changes.description, "description_folded": fold(changes.description)}
-        if changes.priority is not None:
-            after["priority"] = PRIORITIES.index(changes.priority)
-        if changes.due is not None or "due" in changes.clear:
-            after["due_at"], after["due_date"] = store.due_columns(changes.due)
-        if changes.parent_id is not None:
-            store.check_parent(conn, ws, row.number, changes.parent_id)
-            after["parent_number"] = changes.parent_id
-        elif "parent_id" in changes.clear:
-            after["parent_number"] = None
-        if changes.assignee is not None:
-            after["assignee"] = self.members.assignee(conn, ws, who, changes.assignee)
-        elif "assignee" in changes.clear:
-            after["assignee"] = None
-        now = self._clock()
-        if changes.status is not None and changes.status != row.status:
-            after["status"] = changes.status
-            after["completed_at"] = now if changes.status == "completed" else None
-        if changes.tags is not None:
-            after["tags"] = "\n".join(changes.tags)
-        if after == before:
-            return task_out(row)  # nothing changed: no new version
-        if after["tags"] != before["tags"]:
-            conn.execute(store.DELETE_TAGS, {"task_pk": row.pk})
-            if changes.tags:
-                conn.execute(
-                    store.INSERT_TAGS, [{"task_pk": row.pk, "tag": tag, "owner_id": ws.key} for tag in changes.tags]
-                )
-        after |= {"version": row.version + 1, "updated_at": now}
-        return task_out(conn.execute(store.UPDATE_TASK, {"task_pk": row.pk, **after}).one())
-
-    def _delete(self, conn: Connection, ws: Workspace, who: Caller, task_id: int) -> int:
-        root = store.any_row(conn, ws, task_id, lock=True)
-        ws.check_creator(who, root.number, root.created_by, "delete")
-        if root.deleted_at is not None:
-            return 0  # deleting a deleted task is a success that changes nothing
-        params = {"owner": ws.key, "root": task_id}
-        if ws.level != "admin":
-            found = conn.execute(store.NOT_MINE_IN_SUBTREE, {**params, "user": who.user_id}).scalar()
-            ws.check_creator(who, found, None, "delete")
-        return conn.execute(store.DELETE_SUBTREE, {**params, "now": self._clock()}).rowcount
-
-    def _restore(self, conn: Connection, ws: Workspace, who: Caller, task_id: int) -> TaskOut:
-        task = store.any_row(conn, ws, task_id, lock=True)
-        ws.check_creator(who, task.number, task.created_by, "restore")
-        if task.deleted_at is None:
-            return task_out(task)  # already live: a repeat
-        if ws.level != "admin":
-            params = {"owner": ws.key, "group": task.deleted_with, "user": who.user_id}
-            ws.check_creator(who, conn.execute(store.NOT_MINE_IN_GROUP, params).scalar(), None, "restore")
-        if task.parent_number is not None:
-            parent = conn.execute(store.TASK_BY_NUMBER, {"owner": ws.key, "number": task.parent_number}).first()
-            if parent is not None and parent.deleted_at is not None:
-                raise ConflictError(
-                    f"Task {task_id} is a subtask of task {parent.number}, which is deleted too. "
-                    f"Call restore_task{ws.hint} with task_id {parent.number} first; that also restores the "
-                    "subtasks deleted together with it."
-                )
-        self._check_room(conn, ws)
-        conn.execute(store.RESTORE_GROUP, {"owner": ws.key, "group": task.deleted_with, "now": self._clock()})
-        return task_out(store.live_row(conn, ws, task_id))

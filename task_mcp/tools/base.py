@@ -19,6 +19,7 @@ from task_mcp.config import Toolset
 from task_mcp.errors import InvalidArgumentError
 from task_mcp.models import TaskOut, no_nul
 from task_mcp.service import TaskService
+from task_mcp.service.journal import Receipt
 from task_mcp.service.workspaces import Caller
 
 WorkspaceName = Annotated[
@@ -40,6 +41,10 @@ class WorkspaceResult(BaseModel):
     workspace: str
 
 
+class WriteResult(WorkspaceResult):
+    change_id: int | None  # the journal entry (list_changes, undo_change); null: nothing changed
+
+
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R")
 
@@ -48,7 +53,8 @@ R = TypeVar("R")
 class ToolSpec(Generic[A, R]):
     """One tool: what the model sees, the service call it makes, and how its answer is shown.
 
-    `call` runs the service (one transaction, committed when it returns); `render` turns its answer
+    `call` runs the service (one transaction, committed when it returns; a write fills the
+    `Receipt` with the change it journaled, which `server.py` adds as `change_id`); `render` turns its answer
     into `structuredContent` and text. They are two steps so that a failure while rendering is
     known to come after the commit. Generic in the argument model `A`, so that `args`, `call` and
     `render` cannot disagree about it. `server.py` adds the served workspace (`names_workspace`).
@@ -62,7 +68,7 @@ class ToolSpec(Generic[A, R]):
     write: bool
     destructive: bool
     idempotent: bool
-    call: Callable[[TaskService, Caller, A], R]
+    call: Callable[[TaskService, Caller, A, Receipt], R]
     render: Callable[[A, R], tuple[dict[str, Any], str]]
     toolset: Toolset = "tasks"
     names_workspace: bool = True  # the result names the workspace it was served from
@@ -94,11 +100,18 @@ def line(task: TaskOut, *, tags: bool = True) -> str:
     if task.parent_id:
         details.append(f"subtask of #{task.parent_id}")
     done = " [done]" if task.status == "completed" else ""
+    if task.deleted_at:
+        done += f" [deleted {task.deleted_at}]"
     return f"#{task.id}{done} {task.title}" + (f" ({', '.join(details)})" if details else "")
 
 
+def full(task: TaskOut) -> dict[str, Any]:
+    """A whole task; `deleted_at` only in the trash."""
+    return task.model_dump(mode="json", exclude=None if task.deleted_at else {"deleted_at"})
+
+
 def one(task: TaskOut, **extra: Any) -> tuple[dict[str, Any], str]:
-    return {"task": task.model_dump(mode="json"), **extra}, line(task)
+    return {"task": full(task), **extra}, line(task)
 
 
 # --- Schemas: what the model sees, kept small ---------------------------------------------------

@@ -9,9 +9,10 @@ from pydantic import Field as PField
 
 from task_mcp.models import MAX_ID, IdempotencyKeyStr, TaskCreate, TaskId, TaskOut, TaskQuery, TaskUpdate
 from task_mcp.service import TaskService
+from task_mcp.service.journal import Receipt
 from task_mcp.service.listing import TaskPage
 from task_mcp.service.workspaces import Caller
-from task_mcp.tools.base import Args, ToolSpec, WorkspaceResult, compact, line, one
+from task_mcp.tools.base import Args, ToolSpec, WorkspaceResult, WriteResult, compact, full, line, one
 
 # --- Tool arguments and results ------------------------------------------------------------------
 
@@ -50,22 +51,28 @@ class UpdateTaskArgs(TaskUpdate, Args):
 # tools themselves (DESIGN §4's budget).
 TASK_WORDS = (
     "A task: id, title, description, status, priority, due, tags, parent_id, created_at, updated_at, "
-    "completed_at, version, created_by, assignee."
+    "completed_at, version, created_by, assignee; deleted_at in the trash."
 )
 Task = Annotated[dict[str, Any], PField(description=TASK_WORDS)]
+# Results of writes refer to get_task's description rather than repeating it in every schema.
+ChangedTask = Annotated[dict[str, Any], PField(description="The task, as get_task returns it.")]
 
 
 class TaskResult(WorkspaceResult):
     task: Task
 
 
-class CreatedResult(WorkspaceResult):
-    task: Task
+class ChangedResult(WriteResult):
+    task: ChangedTask
+
+
+class CreatedResult(WriteResult):
+    task: ChangedTask
     created: bool
 
 
-class CreatedManyResult(WorkspaceResult):
-    tasks: list[Task]
+class CreatedManyResult(WriteResult):
+    tasks: list[ChangedTask]
     created: bool
 
 
@@ -77,7 +84,7 @@ class ListResult(WorkspaceResult):
     total: int
 
 
-class DeletedResult(WorkspaceResult):
+class DeletedResult(WriteResult):
     task_id: int
     deleted: bool
 
@@ -89,29 +96,27 @@ def _task(args: BaseModel, task: TaskOut) -> tuple[dict[str, Any], str]:
     return one(task)
 
 
-def _list(service: TaskService, caller: Caller, args: ListArgs) -> TaskPage:
-    query = TaskQuery.model_validate(args.model_dump(exclude={"workspace"}))
+def _list(service: TaskService, caller: Caller, args: ListArgs, receipt: Receipt) -> TaskPage:
+    query = TaskQuery.model_validate(args.model_dump(exclude={"workspace"}, exclude_unset=True))
     return service.list_tasks(caller, query, workspace=args.workspace)
 
 
 def _render_list(args: ListArgs, page: TaskPage) -> tuple[dict[str, Any], str]:
-    if args.include_description:
-        tasks = [t.model_dump(mode="json") for t in page.tasks]
-    else:
-        tasks = [compact(t) for t in page.tasks]
+    shape = full if args.include_description else compact
+    tasks = [shape(t) for t in page.tasks]
     lines = [f"{len(tasks)} of {page.total} tasks"] + [line(t, tags=False) for t in page.tasks]
     if page.next_cursor:
         lines.append(f"more: cursor={page.next_cursor}")
     return {"tasks": tasks, "next_cursor": page.next_cursor, "total": page.total}, "\n".join(lines)
 
 
-def _get(service: TaskService, caller: Caller, args: TaskIdArgs) -> TaskOut:
+def _get(service: TaskService, caller: Caller, args: TaskIdArgs, receipt: Receipt) -> TaskOut:
     return service.get_task(caller, args.task_id, workspace=args.workspace)
 
 
-def _create(service: TaskService, caller: Caller, args: CreateTaskArgs) -> tuple[TaskOut, bool]:
+def _create(service: TaskService, caller: Caller, args: CreateTaskArgs, receipt: Receipt) -> tuple[TaskOut, bool]:
     data = TaskCreate.model_validate(args.model_dump(exclude={"idempotency_key", "workspace"}))
-    return service.create_task(caller, data, args.idempotency_key, workspace=args.workspace)
+    return service.create_task(caller, data, args.idempotency_key, workspace=args.workspace, receipt=receipt)
 
 
 def _render_create(args: CreateTaskArgs, answer: tuple[TaskOut, bool]) -> tuple[dict[str, Any], str]:
@@ -120,30 +125,32 @@ def _render_create(args: CreateTaskArgs, answer: tuple[TaskOut, bool]) -> tuple[
     return structured, text if created else f"already created: {text}"
 
 
-def _create_many(service: TaskService, caller: Caller, args: CreateTasksArgs) -> tuple[list[TaskOut], bool]:
-    return service.create_tasks(caller, args.tasks, args.idempotency_key, workspace=args.workspace)
+def _create_many(
+    service: TaskService, caller: Caller, args: CreateTasksArgs, receipt: Receipt
+) -> tuple[list[TaskOut], bool]:
+    return service.create_tasks(caller, args.tasks, args.idempotency_key, workspace=args.workspace, receipt=receipt)
 
 
 def _render_create_many(args: CreateTasksArgs, answer: tuple[list[TaskOut], bool]) -> tuple[dict[str, Any], str]:
     tasks, created = answer
     head = f"{'created' if created else 'already created'} {len(tasks)} tasks"
     return (
-        {"tasks": [t.model_dump(mode="json") for t in tasks], "created": created},
+        {"tasks": [full(t) for t in tasks], "created": created},
         "\n".join([head] + [line(t) for t in tasks]),
     )
 
 
-def _update(service: TaskService, caller: Caller, args: UpdateTaskArgs) -> TaskOut:
+def _update(service: TaskService, caller: Caller, args: UpdateTaskArgs, receipt: Receipt) -> TaskOut:
     changes = TaskUpdate.model_validate(args.model_dump(exclude={"task_id", "workspace"}, exclude_unset=True))
-    return service.update_task(caller, args.task_id, changes, workspace=args.workspace)
+    return service.update_task(caller, args.task_id, changes, workspace=args.workspace, receipt=receipt)
 
 
-def _complete(service: TaskService, caller: Caller, args: CompleteArgs) -> TaskOut:
-    return service.complete_task(caller, args.task_id, args.expected_version, workspace=args.workspace)
+def _complete(service: TaskService, caller: Caller, args: CompleteArgs, receipt: Receipt) -> TaskOut:
+    return service.complete_task(caller, args.task_id, args.expected_version, workspace=args.workspace, receipt=receipt)
 
 
-def _delete(service: TaskService, caller: Caller, args: TaskIdArgs) -> int:
-    return service.delete_task(caller, args.task_id, workspace=args.workspace)
+def _delete(service: TaskService, caller: Caller, args: TaskIdArgs, receipt: Receipt) -> int:
+    return service.delete_task(caller, args.task_id, workspace=args.workspace, receipt=receipt)
 
 
 def _render_delete(args: TaskIdArgs, count: int) -> tuple[dict[str, Any], str]:
@@ -156,8 +163,8 @@ def _render_delete(args: TaskIdArgs, count: int) -> tuple[dict[str, Any], str]:
     return {"task_id": args.task_id, "deleted": True}, text + "; restore_task brings it back"
 
 
-def _restore(service: TaskService, caller: Caller, args: TaskIdArgs) -> TaskOut:
-    return service.restore_task(caller, args.task_id, workspace=args.workspace)
+def _restore(service: TaskService, caller: Caller, args: TaskIdArgs, receipt: Receipt) -> TaskOut:
+    return service.restore_task(caller, args.task_id, workspace=args.workspace, receipt=receipt)
 
 
 TOOLS: tuple[ToolSpec[Any, Any], ...] = (
@@ -220,7 +227,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "parent_id or assignee, list them in clear. status 'open' reopens. With expected_version the "
         "update fails with conflict if the task changed since you read it.",
         UpdateTaskArgs,
-        TaskResult,
+        ChangedResult,
         write=True,
         destructive=True,
         idempotent=True,
@@ -232,7 +239,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "Complete a task",
         "Mark a task completed. Completing it again changes nothing.",
         CompleteArgs,
-        TaskResult,
+        ChangedResult,
         write=True,
         destructive=False,
         idempotent=True,
@@ -256,7 +263,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "Restore a task",
         "Bring back a deleted task together with the subtasks deleted with it.",
         TaskIdArgs,
-        TaskResult,
+        ChangedResult,
         write=True,
         destructive=False,
         idempotent=True,

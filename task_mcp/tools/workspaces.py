@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic import Field as PField
 
 from task_mcp.service import TaskService
+from task_mcp.service.journal import Receipt
 from task_mcp.service.workspaces import Caller, WorkspaceInfo
 from task_mcp.tools.base import Args, ToolSpec
 
@@ -19,7 +20,7 @@ class ListWorkspacesResult(BaseModel):
     )
 
 
-def _list(service: TaskService, caller: Caller, args: Args) -> list[WorkspaceInfo]:
+def _list(service: TaskService, caller: Caller, args: Args, receipt: Receipt) -> list[WorkspaceInfo]:
     return service.list_workspaces(caller, args.workspace)
 
 
