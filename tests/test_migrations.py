@@ -1,4 +1,5 @@
-"""Migration 0004 moves a database built by 0001-0003 into personal workspaces, keeping every id.
+"""Migration 0004 moves a database built by 0001-0003 into personal workspaces, keeping every id;
+0005 adds the change journal.
 
 The database is made by the real migrations up to 0003 and filled through the statements of that
 schema; after `migrate`, every task, tag, counter and key is still there with its number, and the
@@ -14,9 +15,10 @@ from alembic import command
 from sqlalchemy import text
 
 from task_mcp.db import Database, alembic_config, current_revision, head_revision, migrate
-from task_mcp.models import TaskCreate, TaskQuery, fold
+from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate, fold
 from task_mcp.service import TaskService
 from task_mcp.service.idempotency import request_hash
+from task_mcp.service.journal import Receipt
 
 AT = dt.datetime(2026, 3, 1, 12, 0, 0)
 TASKS = [  # owner, number, title, status, priority, due_date, tags, parent, deleted
@@ -144,3 +146,31 @@ def test_a_database_made_by_0001_to_0003_keeps_every_id_tag_key_and_field_in_per
 
 def _bob(service: TaskService) -> list[Any]:
     return service.list_tasks("bob", TaskQuery(status="all")).tasks
+
+
+def test_0005_adds_the_journal_to_a_0004_database_and_its_existing_tasks_get_history_from_then_on(
+    empty_database_url: str,
+) -> None:
+    database = Database(empty_database_url)
+    try:
+        command.upgrade(alembic_config(database), "0003")
+        _fill_at_0003(database)
+        command.upgrade(alembic_config(database), "0004")
+        migrate(database)
+        assert current_revision(database) == "0005"
+        service = TaskService(database)
+        # Existing tasks keep their numbers; their first journaled change is the workspace's change 1.
+        receipt = Receipt()
+        service.update_task("alice", 1, TaskUpdate(priority="low"), receipt=receipt)
+        assert receipt.change_id == 1
+        task, _ = service.create_task("alice", TaskCreate(title="After 0005"), receipt=receipt)
+        assert (task.id, receipt.change_id) == (5, 2)
+        undo = service.undo_change("alice", 1)
+        assert service.get_task("alice", 1).priority == "high" and undo == 3
+        # Task 3 was deleted before the retention period: no longer restorable, so not in the trash.
+        service.delete_task("alice", 4)
+        assert [t.id for t in service.list_tasks("alice", TaskQuery(status="deleted")).tasks] == [4]
+        command.downgrade(alembic_config(database), "0004")
+        assert current_revision(database) == "0004"
+    finally:
+        database.dispose()

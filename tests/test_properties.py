@@ -330,6 +330,39 @@ def test_list_workspaces_answers_any_workspace_without_internal_errors(session: 
     check()
 
 
+def test_list_changes_answers_any_filter_and_cursor_without_internal_errors(session: Session):
+    first = ok(session.call("list_changes", {"limit": 2}))["next_cursor"]
+    assert first
+    cursors = st.sampled_from([first, first + "=", first[:-2], _encode({"c": 1}), _encode({"c": 2**40, "f": "x"})])
+    query = arguments(
+        task_id=IDS,
+        by=ASSIGNEES,
+        limit=IDS | st.sampled_from([1, 50, 51]),
+        cursor=cursors | STRINGS,
+        workspace=WORKSPACES,
+    )
+
+    @settings_for(session, 100)
+    @given(args=query)
+    def check(args: dict[str, Any]) -> None:
+        session.answer("list_changes", args)
+
+    check()
+
+
+def test_undo_change_answers_any_change_id_without_internal_errors(session: Session):
+    @settings_for(session, 100)
+    @given(args=arguments({"change_id": IDS}, workspace=WORKSPACES), fresh=st.sampled_from(["", "update", "delete"]))
+    def check(args: dict[str, Any], fresh: str) -> None:
+        if fresh:  # a change that exists (an undo of it, or of its undo, may follow in later examples)
+            task_id = session.new_task()
+            tool, extra = ("update_task", {"priority": "high"}) if fresh == "update" else ("delete_task", {})
+            args = {**args, "change_id": ok(session.call(tool, {"task_id": task_id, **extra}))["change_id"]}
+        session.answer("undo_change", args)
+
+    check()
+
+
 # --- cursors a model edited -----------------------------------------------------------------------
 
 

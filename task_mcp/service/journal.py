@@ -339,13 +339,17 @@ TOUCHES_OF = (
     .order_by(CT.number)
 )
 LATER_CHANGES = (
-    select(CT.change_id)
+    select(C.change_id, C.undoes, C.undone_by)
     .where(
-        CT.owner_id == bindparam("owner"),
-        CT.number.in_(bindparam("numbers", expanding=True)),
-        CT.change_id > bindparam("change"),
+        C.owner_id == bindparam("owner"),
+        C.change_id.in_(
+            select(CT.change_id).where(
+                CT.owner_id == bindparam("owner"),
+                CT.number.in_(bindparam("numbers", expanding=True)),
+                CT.change_id > bindparam("change"),
+            )
+        ),
     )
-    .distinct()
-    .order_by(CT.change_id.desc())
-    .limit(20)
+    .order_by(C.change_id.desc())
+    .limit(1000)
 )

@@ -105,14 +105,20 @@ def undo_change(
 def _check_versions(
     conn: Connection, ws: Workspace, change_id: int, touches: list[Touch], tasks: dict[int, Row[Any]]
 ) -> None:
+    # A task moved on when its version is no longer the one the change left, unless every later
+    # change touching it was undone again (a change and its undo cancel out; a redo does not).
     moved = [t.number for t in touches if tasks[t.number].version != t.version_after]
     if not moved:
         return
     params = {"owner": ws.key, "change": change_id, "numbers": moved}
-    later = list(conn.execute(journal.LATER_CHANGES, params).scalars())
+    later = conn.execute(journal.LATER_CHANGES, params).all()
+    ids = {row.change_id for row in later}
+    standing = [row.change_id for row in later if row.undone_by not in ids and row.undoes not in ids]
+    if later and not standing:
+        return
     which = ", ".join(f"#{n}" for n in moved[:5]) + (" and others" if len(moved) > 5 else "")
-    if later:
-        listed = ", ".join(str(c) for c in later)
+    if standing:
+        listed = ", ".join(str(c) for c in standing[:20])
         raise ConflictError(
             f"Task {which} changed after change {change_id}, so undoing it would overwrite later work; nothing was "
             f"changed. Later changes touching it, newest first: {listed}. Undo those first (call undo_change{ws.hint} "

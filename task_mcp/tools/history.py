@@ -42,12 +42,21 @@ class UndoResult(WriteResult):
     undoes: int
 
 
-def _line(change: dict[str, Any]) -> str:
-    by = change["by"]
-    who = by.get("name") or by["user_id"]
-    via = f" via {by['client']}" if by.get("client") else ""
-    undone = f" [undone by {change['undone_by']}]" if "undone_by" in change else ""
-    return f"{change['change_id']} {change['at'][:16]} {who}{via}: {change['summary']}{undone}"
+def _lines(changes: list[dict[str, Any]]) -> list[str]:
+    """A line per change, under a heading per run of the same author, client and day."""
+    lines: list[str] = []
+    heading = None
+    for change in changes:
+        by = change["by"]
+        who = by.get("name") or by["user_id"]
+        via = f" via {by['client']}" if by.get("client") else ""
+        this = f"{who}{via}, {change['at'][:10]}:"
+        if this != heading:
+            lines.append(this)
+            heading = this
+        undone = f" [undone by {change['undone_by']}]" if "undone_by" in change else ""
+        lines.append(f"{change['change_id']} {change['at'][11:16]} {change['summary']}{undone}")
+    return lines
 
 
 def _list(service: TaskService, caller: Caller, args: ListChangesArgs, receipt: Receipt) -> ChangePage:
@@ -57,7 +66,7 @@ def _list(service: TaskService, caller: Caller, args: ListChangesArgs, receipt: 
 
 
 def _render_list(args: ListChangesArgs, page: ChangePage) -> tuple[dict[str, Any], str]:
-    lines = [_line(c) for c in page.changes] or ["no changes"]
+    lines = _lines(page.changes) or ["no changes"]
     if page.next_cursor:
         lines.append(f"more: cursor={page.next_cursor}")
     return {"changes": page.changes, "next_cursor": page.next_cursor}, "\n".join(lines)
