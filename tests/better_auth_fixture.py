@@ -8,6 +8,11 @@ as a signed-in user, `add_member()` with a role (a test-only route: Better Auth'
 server-only), `remove_member()` through Better Auth's own `/organization/remove-member`. Each
 instance has its own users, signing keys and secret (in-memory adapter).
 
+`BetterAuth(oauth_resource=url)` is also an OAuth 2.1 provider (`@better-auth/oauth-provider`)
+for that one resource: `register_oauth_client()` registers a client as a signed-in developer
+would, and `oauth_access_token()` runs the authorization-code flow with PKCE for a signed-in
+user (authorize, consent, token), giving the `at+jwt` access token an MCP client would send.
+
 Session fixtures, started together on first use (load them with
 `pytest_plugins = ["tests.better_auth_fixture"]`): `better_auth` (JWTs live 15 minutes),
 `other_better_auth` (an unrelated second server) and `short_lived_better_auth` (JWTs live
@@ -17,6 +22,8 @@ they skip: `make test` installs the fixture.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import queue
 import secrets
@@ -28,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import parse_qs, urlparse
 
 import httpx2
 import pytest
@@ -37,6 +45,8 @@ SERVER = HERE / "server.mjs"
 READY_TIMEOUT = 20.0
 SHORT_JWT_SECONDS = 3
 INSTALL_HINT = "run `make test`, which installs the Better Auth fixture with npm ci"
+OAUTH_REDIRECT_URI = "http://127.0.0.1/callback"  # a native app's loopback redirect; never fetched
+TASK_SCOPES = "tasks:read tasks:write"
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,9 @@ class Organization:
 class BetterAuth:
     """One `node server.mjs` process; `url` is its base URL (= the JWTs' iss and aud)."""
 
-    def __init__(self, *, jwt_expiration: str | None = None) -> None:
+    def __init__(self, *, jwt_expiration: str | None = None, oauth_resource: str | None = None) -> None:
         self.jwt_expiration = jwt_expiration
+        self.oauth_resource = oauth_resource
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
         self._pumps: list[threading.Thread] = []
@@ -85,6 +96,8 @@ class BetterAuth:
         env.pop("NODE_ENV", None)  # production mode would turn rate limiting and secure cookies on
         if self.jwt_expiration:
             env["BA_JWT_EXPIRATION"] = self.jwt_expiration
+        if self.oauth_resource:
+            env["BA_OAUTH_RESOURCE"] = self.oauth_resource
         self._process = subprocess.Popen(
             ["node", str(SERVER)],
             cwd=HERE,
@@ -195,6 +208,74 @@ class BetterAuth:
         response = self.post("/organization/remove-member", body, session_token=by.session_token)
         assert response.status_code == 200, response.text
         self._http.cookies.clear()
+
+    # ---- the OAuth provider (oauth_resource set) -------------------------------------------------
+
+    @property
+    def oauth_issuer(self) -> str:
+        """The `iss` of OAuth-provider access tokens: the base URL + /api/auth (FACTS.md)."""
+        return f"{self.url}/api/auth"
+
+    def register_oauth_client(self, developer: BetterAuthUser, name: str, scope: str = TASK_SCOPES) -> str:
+        """A public (PKCE) OAuth client registered by a signed-in developer; returns its client_id."""
+        body = {
+            "client_name": name,
+            "redirect_uris": [OAUTH_REDIRECT_URI],
+            "application_type": "native",  # loopback redirect over http (RFC 8252)
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "scope": scope,
+        }
+        response = self.post("/oauth2/create-client", body, session_token=developer.session_token)
+        response.raise_for_status()
+        self._http.cookies.clear()
+        return str(response.json()["client_id"])
+
+    def oauth_access_token(self, user: BetterAuthUser, client_id: str, scope: str = TASK_SCOPES) -> str:
+        """The access token `client_id` gets for `user`: authorization code + PKCE, consent given."""
+        assert self.oauth_resource, "start this BetterAuth with oauth_resource= to use the OAuth provider"
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        state = secrets.token_urlsafe(8)
+        as_user = {"Authorization": f"Bearer {user.session_token}", "Accept": "application/json"}
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": OAUTH_REDIRECT_URI,
+            "scope": scope,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": self.oauth_resource,
+        }
+        # A signed-in user is sent on to the consent page, with the request signed in its query.
+        authorize = self._http.get(f"{self.url}/api/auth/oauth2/authorize", params=query, headers=as_user)
+        authorize.raise_for_status()
+        consent_page = urlparse(authorize.json()["url"])
+        assert consent_page.path == "/consent", authorize.json()
+        consent = self._http.post(
+            f"{self.url}/api/auth/oauth2/consent",
+            json={"accept": True, "oauth_query": consent_page.query},
+            headers={**as_user, "Origin": self.url},
+        )
+        consent.raise_for_status()
+        callback = parse_qs(urlparse(consent.json()["url"]).query)
+        assert callback["state"] == [state] and callback["iss"] == [self.oauth_issuer], callback
+        self._http.cookies.clear()
+        token = self._http.post(
+            f"{self.url}/api/auth/oauth2/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": callback["code"][0],
+                "redirect_uri": OAUTH_REDIRECT_URI,
+                "client_id": client_id,
+                "code_verifier": verifier,
+                "resource": self.oauth_resource,
+            },
+        )
+        token.raise_for_status()
+        return str(token.json()["access_token"])
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ must both come up; so must two started together on an empty database, which they
 then alternate between them: a replica holds no state of its own, so each answer must be the same
 whichever replica gives it, and the numbering (a user's own list, and an organization's workspace
 shared by its members), cursors, idempotency keys and `expected_version` checks must hold across
-them. A load test runs 16 concurrent SDK
+them, and so must the change journal: a change made through one replica is listed and undone
+through the other, and one change undone through both at once is undone once. A load test runs 16 concurrent SDK
 clients (Streamable HTTP, one session per client and replica) over the pair and checks that the
 final state is exactly the sum of the acknowledged operations.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -33,10 +35,11 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult
 
 from task_mcp.testing import JwksServer
 from tests.helpers import error as error_text
-from tests.helpers import ok, rows
+from tests.helpers import ok, rows, text
 from tests.test_http import connect
 
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR")
@@ -502,6 +505,61 @@ async def test_an_expected_version_conflict_is_detected_across_replicas(
         for client in (a, b):
             current = (await call(client, "get_task", {"task_id": 1}))["task"]
             assert current["version"] == 3 and winners[0].endswith(current["title"])
+
+
+# --- the change journal across replicas -------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_change_made_through_one_replica_is_listed_and_undone_through_the_other(
+    replicas: list[Replica], mint: Callable[..., str]
+) -> None:
+    async with both(replicas, mint("alice")) as (a, b):
+        task = (await call(a, "create_task", {"title": "Call the bank", "priority": "low", "tags": ["money"]}))["task"]
+        made = await call(a, "update_task", {"task_id": task["id"], "priority": "urgent", "due": "2026-12-01"})
+        listed = (await call(b, "list_changes", {"task_id": task["id"]}))["changes"]
+        assert listed[0]["change_id"] == made["change_id"]
+        assert listed[0]["tool"] == "update_task" and listed[0]["by"]["user_id"] == "alice"
+
+        undo = await call(b, "undo_change", {"change_id": made["change_id"]})
+        assert undo["change_id"] not in (None, made["change_id"])
+        restored = (await call(a, "get_task", {"task_id": task["id"]}))["task"]
+        assert (restored["priority"], restored["due"], restored["tags"]) == ("low", None, ["money"])
+        assert restored["version"] == made["task"]["version"] + 1  # undo moves version forward
+        on_a = {c["change_id"]: c for c in (await call(a, "list_changes", {"task_id": task["id"]}))["changes"]}
+        assert on_a[undo["change_id"]]["undoes"] == made["change_id"]
+        assert on_a[made["change_id"]]["undone_by"] == undo["change_id"]
+
+
+async def undo_into(outcomes: dict[str, CallToolResult], name: str, client: Client, change_id: int) -> None:
+    outcomes[name] = await client.call_tool("undo_change", {"change_id": change_id})
+
+
+@pytest.mark.anyio
+async def test_the_same_change_undone_on_both_replicas_at_once_is_undone_exactly_once(
+    replicas: list[Replica], mint: Callable[..., str]
+) -> None:
+    async with both(replicas, mint("alice")) as (a, b):
+        task = (await call(a, "create_task", {"title": "Renew the lease"}))["task"]
+        for round_ in range(4):  # a few races, each on a new change
+            made = await call((a, b)[round_ % 2], "update_task", {"task_id": task["id"], "title": f"Renew, v{round_}"})
+            outcomes: dict[str, CallToolResult] = {}
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(undo_into, outcomes, "A", a, made["change_id"])
+                tg.start_soon(undo_into, outcomes, "B", b, made["change_id"])
+            winners = [r for r in outcomes.values() if not r.is_error]
+            assert len(winners) == 1, {name: text(r) for name, r in outcomes.items()}
+            undo_id = winners[0].structured_content["change_id"]  # type: ignore[index]
+            (loser,) = (r for r in outcomes.values() if r.is_error)
+            message = error_text(loser, "conflict")
+            assert re.search(rf"\b{undo_id}\b", message), message  # names the undoing change
+
+            title = "Renew the lease" if round_ == 0 else f"Renew, v{round_ - 1}"
+            for client in (a, b):
+                current = (await call(client, "get_task", {"task_id": task["id"]}))["task"]
+                assert current["title"] == title
+                assert current["version"] == made["task"]["version"] + 1  # one undo, not two
+            await call(a, "update_task", {"task_id": task["id"], "title": f"Renew, v{round_}"})  # redo by hand
 
 
 # --- load -----------------------------------------------------------------------------------------

@@ -9,6 +9,14 @@
 // Environment:
 //   BA_JWT_EXPIRATION   JWT lifetime, e.g. "5s" (default "15m"; a string, see FACTS.md)
 //   BA_SECRET           the Better Auth secret (default: random per instance)
+//   BA_OAUTH_RESOURCE   when set, also an OAuth 2.1 provider (@better-auth/oauth-provider) whose
+//                       one protected resource is this URL (the task-mcp endpoint): its access
+//                       tokens are `typ: at+jwt` with `aud` = this URL, `iss` = baseURL + /api/auth,
+//                       `azp`/`client_id` = the OAuth client and `scope` from tasks:read tasks:write.
+//                       Clients register at POST /api/auth/oauth2/create-client (a signed-in user)
+//                       and get tokens by authorization code + PKCE (/oauth2/authorize, /oauth2/consent,
+//                       /oauth2/token); the login and consent "pages" are never rendered, a test
+//                       follows their redirects itself.
 //
 // The port is picked first (listen on 0) so that baseURL, and with it the JWTs' iss/aud, is the
 // exact origin the tests talk to. Only the READY line goes to stdout; Better Auth logs go to
@@ -23,6 +31,7 @@ import { getAuthTables } from "better-auth/db";
 import { toNodeHandler } from "better-auth/node";
 import { bearer, jwt, organization } from "better-auth/plugins";
 import { adminAc, defaultAc, memberAc, ownerAc } from "better-auth/plugins/organization/access";
+import { oauthProvider } from "@better-auth/oauth-provider";
 
 let handler = (_req, res) => {
   res.writeHead(503).end("starting");
@@ -33,6 +42,21 @@ await new Promise((resolve, reject) => {
   server.listen(0, "127.0.0.1", resolve);
 });
 const baseURL = `http://127.0.0.1:${server.address().port}`;
+
+const resource = process.env.BA_OAUTH_RESOURCE;
+const oauth = resource
+  ? [
+      oauthProvider({
+        loginPage: "/sign-in",
+        consentPage: "/consent",
+        scopes: ["openid", "profile", "email", "offline_access", "tasks:read", "tasks:write"],
+        resources: [resource],
+        clientRegistrationDefaultResources: [resource], // every registered client may ask for it
+        // The same memberships as the JWT plugin's tokens carry (README: Workspaces).
+        customAccessTokenClaims: async ({ user }) => ({ organizations: user ? await organizationsOf(user.id) : [] }),
+      }),
+    ]
+  : [];
 
 const db = {};
 let auth;
@@ -67,15 +91,17 @@ const options = {
     }),
     bearer(),
     organization({ ac, roles: { owner: ownerAc, admin: adminAc, member: memberAc, viewer } }),
+    ...oauth,
   ],
   rateLimit: { enabled: false }, // tests sign up many users from one address
   telemetry: { enabled: false },
   logger: { level: "warn", log: (level, message, ...args) => console.error(`[better-auth ${level}]`, message, ...args) },
 };
+// The memory adapter throws "Model X not found" for a table it has never seen: create them all,
+// before the plugins' init (the OAuth provider writes its resource row there).
+for (const table of Object.values(getAuthTables(options))) db[table.modelName] ??= [];
 auth = betterAuth(options);
-
-// The memory adapter throws "Model X not found" for a table it has never seen: create them all.
-for (const table of Object.values(getAuthTables(auth.options))) db[table.modelName] ??= [];
+await auth.$context;
 
 // Test-only route: add a user to an organization with a role (Better Auth's addMember is server-only;
 // a real app calls it after its own invitation flow).
