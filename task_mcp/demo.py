@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import anyio
 from mcp import Client, StdioServerParameters
-from mcp.types import RequestParamsMeta
+from mcp.types import Implementation, RequestParamsMeta
 
 from task_mcp.credentials import META_KEY
 from task_mcp.testing import JwksServer
@@ -64,7 +64,7 @@ async def session(base_url: str, token: str, expired_token: str, tmp: Path) -> i
             "TASK_MCP_LOG_LEVEL": "WARNING",
         },
     )
-    async with Client(server) as client:
+    async with Client(server, client_info=Implementation(name="demo-agent", version="1")) as client:
         print("\n→ tools/list")
         listing = await client.list_tools()
         size = len(listing.model_dump_json(by_alias=True, exclude_none=True).encode())
@@ -80,12 +80,16 @@ async def session(base_url: str, token: str, expired_token: str, tmp: Path) -> i
         batch = await t.call("create_tasks", {"tasks": errands})
         milk, dentist = (task["id"] for task in batch.get("tasks", [{"id": 3}, {"id": 4}]))
         await t.call("list_tasks", {})
-        await t.call("update_task", {"task_id": milk, "title": "Buy oat milk", "expected_version": 1})
+        renamed = await t.call("update_task", {"task_id": milk, "title": "Buy oat milk", "expected_version": 1})
         await t.call("complete_task", {"task_id": dentist})
         await t.call("delete_task", {"task_id": parent}, note="   (its subtask goes too)")
         await t.call("list_tasks", {"status": "all"})
         await t.call("restore_task", {"task_id": parent})
         await t.call("list_tasks", {})
+        print("\nEvery change is in the journal, and any change can be undone:")
+        await t.call("list_changes", {"limit": 4})
+        await t.call("undo_change", {"change_id": renamed.get("change_id") or 4}, note="   (the rename)")
+        await t.call("get_task", {"task_id": milk})
 
         print("\nErrors come back as tool results whose text starts with a code:")
         await t.call("get_task", {"task_id": 999}, expect="not_found")
