@@ -218,7 +218,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "create_tasks",
         "Create several tasks",
         "Create 1-100 tasks at once, all or nothing (e.g. the steps of a plan). Items cannot refer "
-        "to each other; set parent_id to an existing task.",
+        "to each other: link them afterwards with update_tasks (blocked_by, parent_id).",
         CreateTasksArgs,
         CreatedManyResult,
         write=True,
