@@ -59,8 +59,8 @@ class UpdateTaskArgs(TaskUpdate, Args):
 # tools themselves (DESIGN §4's budget).
 TASK_WORDS = (
     "id, title, description, status, priority, due, tags, parent_id, created_at, updated_at, completed_at, "
-    "version, created_by, assignee, blocked_by, blocked, claim {holder, expires_at}, notes (newest 20), "
-    "notes_total; deleted_at in the trash"
+    "version, created_by, assignee, blocked_by, blocked, claim {holder, expires_at}, notes (newest 20 "
+    "{note_id, at, by (left out: as the note before), text}), notes_total; deleted_at in the trash"
 )
 Task = Annotated[dict[str, Any], PField(description=TASK_WORDS)]
 # Results of writes refer to get_task's description rather than repeating it in every schema.
