@@ -23,7 +23,10 @@ from task_mcp.db import Database
 from task_mcp.server import TaskMcp
 
 POSTGRES_URL = os.environ.get("TASK_MCP_TEST_POSTGRES_URL")
-TABLES = "tasks, task_tags, task_counters, idempotency_keys, workspace_members, changes, change_tasks"
+TABLES = (
+    "tasks, task_tags, task_counters, idempotency_keys, workspace_members, changes, change_tasks, task_links, "
+    "task_notes"
+)
 READ_SCOPE, WRITE_SCOPE = "tasks:read", "tasks:write"
 
 
@@ -99,6 +102,11 @@ class Caller:
 
     async def task(self, task_id: int) -> dict[str, Any]:
         return (await self.ok("get_task", task_id=task_id))["task"]
+
+    async def fields(self, task_id: int) -> dict[str, Any]:
+        """get_task's task without `notes` and `notes_total`: the task as a write answers it."""
+        task = await self.task(task_id)
+        return {k: v for k, v in task.items() if k not in ("notes", "notes_total")}
 
     async def create(self, n: int, **fields: Any) -> dict[str, Any]:
         """Task number `n` made with deterministic arguments (`new_task`)."""
