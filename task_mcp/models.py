@@ -16,50 +16,31 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, DateTime, Index, Row, String, Table, TypeDecorator, UnicodeText, UniqueConstraint, text
+from sqlalchemy import Column, Index, Row, String, Table, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from task_mcp.columns import KEY_LENGTH as KEY_LENGTH
+from task_mcp.columns import UTCDateTime as UTCDateTime
+from task_mcp.columns import utc_column as _utc_column
 from task_mcp.dates import format_instant, parse_due
+from task_mcp.records import CHANGE_TASKS as CHANGE_TASKS
+from task_mcp.records import CHANGES as CHANGES
 
 MAX_ID = 2**31 - 1
 Status = Literal["open", "completed"]
 Priority = Literal["none", "low", "medium", "high", "urgent"]
 PRIORITIES: tuple[Priority, ...] = ("none", "low", "medium", "high", "urgent")
-ClearableField = Literal["description", "due", "parent_id", "assignee"]
+ClearableField = Literal["description", "due", "parent_id", "assignee", "blocked_by"]
 Sort = Literal["created", "due", "priority", "updated"]
 
 
-KEY_LENGTH = 300  # a workspace key: a user id (up to 255 characters) or "org:" + an organization id
-
-
 # --- Tables -------------------------------------------------------------------------------------
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Timezone-aware UTC datetimes on every database (SQLite keeps them naive)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _utc_column(nullable: bool) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
 
 
 def _live_index(name: str, *columns: str) -> Index:
@@ -118,6 +99,13 @@ class Task(SQLModel, table=True):
     description_folded: str = Field(default="", sa_column=Column(UnicodeText(), nullable=False, server_default=""))
     created_by: str = Field(default="", sa_column=Column(String(255), nullable=False, server_default=""))
     assignee: str | None = Field(default=None, max_length=255)  # a member's user id: a label, it grants nothing
+    # The blockers' numbers, ","-joined, for output and the journal; `task_links` holds them for queries.
+    blocked_by: str = Field(default="", sa_column=Column(String(600), nullable=False, server_default=""))
+    # A claim (DESIGN §10): live while claim_until is in the future. claim_id is a secret of its holder.
+    claim_id: str | None = Field(default=None, max_length=64)
+    claim_user: str | None = Field(default=None, max_length=255)
+    claim_client: str | None = Field(default=None, max_length=255)
+    claim_until: dt.datetime | None = _utc_column(nullable=True)
 
 
 class TaskTag(SQLModel, table=True):
@@ -170,55 +158,12 @@ class WorkspaceMember(SQLModel, table=True):
     last_seen_at: dt.datetime = _utc_column(nullable=False)
 
 
-class Change(SQLModel, table=True):
-    """One journal entry: a call that changed something (DESIGN §9)."""
-
-    __tablename__ = "changes"
-    __table_args__ = (Index("ix_changes_owner_by", "owner_id", "by_user", "change_id"), Index("ix_changes_at", "at"))
-
-    owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
-    change_id: int = Field(primary_key=True)
-    at: dt.datetime = _utc_column(nullable=False)
-    tool: str = Field(max_length=40)
-    by_user: str = Field(max_length=255)
-    by_name: str | None = Field(default=None, max_length=255)
-    by_client: str | None = Field(default=None, max_length=255)
-    summary: str = Field(max_length=160)
-    task_count: int
-    undoes: int | None = None
-    undone_by: int | None = None
-
-
-class ChangeTask(SQLModel, table=True):
-    """A task a change touched: `kind` (created, fields, deleted, restored), its versions, and only
-    the fields it changed (JSON `before`/`after`; the deletion state in columns of its own, so a
-    subtree delete is journaled by one INSERT ... SELECT)."""
-
-    __tablename__ = "change_tasks"
-    __table_args__ = (Index("ix_change_tasks_owner_number", "owner_id", "number", "change_id"),)
-
-    owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
-    change_id: int = Field(primary_key=True)
-    number: int = Field(primary_key=True)
-    kind: str = Field(max_length=10)
-    version_before: int | None = None
-    version_after: int
-    before: str | None = Field(default=None, sa_column=Column(UnicodeText(), nullable=True))
-    after: str | None = Field(default=None, sa_column=Column(UnicodeText(), nullable=True))
-    deleted_before: dt.datetime | None = _utc_column(nullable=True)
-    deleted_after: dt.datetime | None = _utc_column(nullable=True)
-    group_before: int | None = None
-    group_after: int | None = None
-
-
 # One typed Core table per table: the service builds its statements against these.
 TASKS: Table = SQLModel.metadata.tables["tasks"]
 TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
 TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
 IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
 WORKSPACE_MEMBERS: Table = SQLModel.metadata.tables["workspace_members"]
-CHANGES: Table = SQLModel.metadata.tables["changes"]
-CHANGE_TASKS: Table = SQLModel.metadata.tables["change_tasks"]
 
 
 def fold(value: str | None) -> str:
@@ -288,6 +233,8 @@ IdempotencyKeyStr = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)
 ]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
+BlockedBy = Annotated[list[TaskId], PField(max_length=50), AfterValidator(lambda ids: list(dict.fromkeys(ids)))]
+BLOCKED_BY = "Ids of tasks that must be completed first; replaces the list."
 
 
 class _Input(BaseModel):
@@ -302,6 +249,7 @@ class TaskCreate(_Input):
     tags: Tags = PField(default_factory=list, description="Up to 20 labels; lower-cased.")
     parent_id: TaskId | None = PField(default=None, description="Id of the parent task, for a subtask.")
     assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
+    blocked_by: BlockedBy | None = PField(default=None, description=BLOCKED_BY)
 
 
 class TaskUpdate(_Input):
@@ -313,7 +261,8 @@ class TaskUpdate(_Input):
     status: Status | None = PField(default=None, description="'open' reopens a completed task.")
     parent_id: TaskId | None = PField(default=None, description="New parent task.")
     assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
-    clear: list[ClearableField] = PField(default_factory=list, max_length=4, description="Fields to empty.")
+    blocked_by: BlockedBy | None = PField(default=None, description=BLOCKED_BY)
+    clear: list[ClearableField] = PField(default_factory=list, max_length=5, description="Fields to empty.")
     expected_version: int | None = PField(
         default=None, ge=1, le=MAX_ID, description="Fail with conflict unless the task is at this version."
     )
@@ -338,6 +287,7 @@ class TaskQuery(_Input):
     overdue: bool = PField(default=False, description="Only open tasks whose due has passed.")
     parent_id: TaskId | None = PField(default=None, description="Only direct subtasks of this task.")
     assignee: Assignee | None = PField(default=None, description="'me', a user id, an email, or 'none'.")
+    ready: bool = PField(default=False, description="Only open tasks with no open blocker and no live claim.")
     sort: Sort = PField(
         default="created", description="created/updated: newest first; due: soonest, undated last; priority."
     )
@@ -371,12 +321,22 @@ class TaskOut(BaseModel):
     version: int
     created_by: str
     assignee: str | None = None
+    blocked_by: list[int] = []
+    blocked: bool = False
+    claim: dict[str, Any] | None = None
     deleted_at: str | None = None  # only in the trash
+    notes: list[dict[str, Any]] | None = None  # get_task only
+    notes_total: int | None = None
 
 
-def task_out(row: Row[Any]) -> TaskOut:
-    """The public shape of a row of `TASKS`: the one place a stored task becomes a `TaskOut`."""
+def task_out(row: Row[Any], now: dt.datetime | None = None, blockers: Sequence[tuple[int, bool]] = ()) -> TaskOut:
+    """The public shape of a row of `TASKS`: the one place a stored task becomes a `TaskOut`.
+    `blockers`: (number, open) of the live tasks it stores in blocked_by; `now` shows a live claim."""
     due = row.due_date.isoformat() if row.due_date is not None else format_instant(row.due_at)
+    claim = None
+    if now is not None and row.claim_until is not None and row.claim_until > now:
+        holder = {"user_id": row.claim_user} | ({"client": row.claim_client} if row.claim_client else {})
+        claim = {"holder": holder, "expires_at": format_instant(row.claim_until)}
     return TaskOut(
         id=row.number,
         title=row.title,
@@ -392,5 +352,8 @@ def task_out(row: Row[Any]) -> TaskOut:
         version=row.version,
         created_by=row.created_by,
         assignee=row.assignee,
+        blocked_by=[number for number, _ in blockers],
+        blocked=any(is_open for _, is_open in blockers),
+        claim=claim,
         deleted_at=format_instant(row.deleted_at),
     )

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
+import task_mcp.service.links as links
 import task_mcp.service.store as store
 from task_mcp.errors import ConflictError
-from task_mcp.models import TaskCreate, TaskOut, task_out
+from task_mcp.models import TaskCreate, TaskOut
 from task_mcp.service.housekeeping import IDEMPOTENCY_TTL
 from task_mcp.service.workspaces import Workspace
 
@@ -53,7 +54,7 @@ def replay(
                 f"idempotency_key '{key}' created task {number}, which has since been deleted. "
                 f"Call restore_task{ws.hint} with task_id {number} to bring it back, or use a new key."
             )
-    return [task_out(tasks[n]) for n in numbers], found.change_id
+    return links.outs(conn, ws.key, [tasks[n] for n in numbers], now), found.change_id
 
 
 def remember(

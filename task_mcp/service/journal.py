@@ -42,6 +42,7 @@ JOURNALED = (
     "completed_at",
     "parent_number",
     "assignee",
+    "blocked_by",
 )
 _INSTANTS, _DATES = frozenset({"due_at", "completed_at"}), frozenset({"due_date"})
 

@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, func, or_, select, tuple_
 
+import task_mcp.service.links as links
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold, task_out
+from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
 from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
@@ -47,6 +48,31 @@ def _start_of_day(day: dt.date, zone: ZoneInfo) -> dt.datetime:
         return _EARLIEST if day.year == 1 else _LATEST
 
 
+_UTC = ZoneInfo("UTC")
+
+
+def ready_streams(filters: list[ColumnElement[bool]]) -> list[Select[Any]]:
+    """Tasks matching `filters` in claim order, as three streams: instant dues, dates, undated."""
+    return [
+        select(_TASKS).where(*filters, _T.due_at.is_not(None)).order_by(_T.priority.desc(), _T.due_at, _T.number),
+        select(_TASKS).where(*filters, _T.due_date.is_not(None)).order_by(_T.priority.desc(), _T.due_date, _T.number),
+        select(_TASKS)
+        .where(*filters, _T.due_at.is_(None), _T.due_date.is_(None))
+        .order_by(_T.priority.desc(), _T.number),
+    ]
+
+
+def ready_key(task: Any) -> tuple[int, int, str | None, int]:
+    """Claim order: priority highest, then due soonest (undated last), then id."""
+    if task.due_at is not None:
+        due: dt.datetime | None = task.due_at
+    elif task.due_date is not None:
+        due = _start_of_day(task.due_date, _UTC)
+    else:
+        due = None
+    return (-task.priority, due is None, due.isoformat() if due is not None else None, task.number)
+
+
 def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
     return instant.astimezone(zone).date()
 
@@ -70,7 +96,10 @@ class TaskList:
         self.trash_since = trash_since
         # The trash lists the newest deletion first unless a sort is given.
         trash_order = query.status == "deleted" and "sort" not in query.model_fields_set
-        self.sort: str = "deleted" if trash_order else query.sort
+        if query.ready and query.status != "open":
+            raise InvalidArgumentError("ready: needs status 'open' (the default); leave status out or set it to open.")
+        ready_order = query.ready and "sort" not in query.model_fields_set  # as claim_task picks
+        self.sort: str = "deleted" if trash_order else "ready" if ready_order else query.sort
         self.owner = ws.key
         self.zone = ZoneInfo(query.timezone)
         self.filters = self._filters()
@@ -78,7 +107,10 @@ class TaskList:
         self.cursor = _decode_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
 
     def page(self) -> TaskPage:
-        rows = self._due_rows() if self.sort == "due" else self._simple_rows()
+        if self.sort == "ready":
+            rows = self._ready_rows()
+        else:
+            rows = self._due_rows() if self.sort == "due" else self._simple_rows()
         more = len(rows) > self.query.limit
         rows = rows[: self.query.limit]
         if self.cursor is None and not more:
@@ -86,7 +118,7 @@ class TaskList:
         else:
             total = self.conn.execute(select(func.count()).select_from(_TASKS).where(*self.filters)).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
-        tasks = [task_out(t) for t in rows]
+        tasks = links.outs(self.conn, self.owner, rows, self.now)
         return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total)
 
     def _filters(self) -> list[ColumnElement[bool]]:
@@ -124,6 +156,8 @@ class TaskList:
             where.append(_T.parent_number == q.parent_id)
         if self.assignee is not None:
             where.append(_T.assignee.is_(None) if self.assignee == "none" else _T.assignee == self.assignee)
+        if q.ready:
+            where.append(links.ready_condition(self.now))
         return where
 
     def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:
@@ -207,8 +241,33 @@ class TaskList:
             rows += self._rows(undated)
         return rows
 
+    # ready: priority highest, due soonest (a date at the start of its day in UTC), undated last, id.
+    # Three index-ordered streams (instants, dates, undated), merged; claim_task takes the first.
+    def _ready_rows(self) -> list[Any]:
+        want, cursor = self.query.limit + 1, self.cursor
+        streams = ready_streams(self.filters)
+        if cursor is not None:
+            p, n = cursor["p"], cursor["n"]
+            k = None if cursor["k"] is None else dt.datetime.fromisoformat(cursor["k"])
+            lower = _T.priority < p
+            if k is None:
+                streams[0] = streams[0].where(lower)
+                streams[1] = streams[1].where(lower)
+                streams[2] = streams[2].where(or_(lower, and_(_T.priority == p, _T.number > n)))
+            else:
+                day = k.astimezone(dt.UTC).date()
+                same_day = and_(_T.due_date == day, _T.number > n) if _start_of_day(day, _UTC) == k else false()
+                streams[0] = streams[0].where(or_(lower, and_(_T.priority == p, tuple_(_T.due_at, _T.number) > (k, n))))
+                streams[1] = streams[1].where(or_(lower, and_(_T.priority == p, or_(_T.due_date > day, same_day))))
+                streams[2] = streams[2].where(_T.priority <= p)
+        rows = [row for stream in streams for row in self._rows(stream.limit(want))]
+        return sorted(rows, key=ready_key)[:want]
+
     def _cursor_after(self, task: Any) -> str:
         key: Any
+        if self.sort == "ready":
+            due = ready_key(task)[2]
+            return _encode_cursor({"p": task.priority, "k": due, "n": task.number, "f": self.fingerprint})
         if self.sort == "due":
             dated = task.due_at is not None or task.due_date is not None
             key = self._due_key(task).isoformat() if dated else None
@@ -246,10 +305,12 @@ def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneIn
     key, number = data.get("k"), data.get("n")
     if type(number) is not int or not 0 < number < 2**31:
         raise bad
+    if sort == "ready" and (type(data.get("p")) is not int or not 0 <= data["p"] < len(PRIORITIES)):
+        raise bad
     if sort == "priority":
         if type(key) is not int or not 0 <= key < len(PRIORITIES):
             raise bad
-    elif not (key is None and sort == "due"):
+    elif not (key is None and sort in ("due", "ready")):
         try:
             if not isinstance(key, str):
                 raise bad

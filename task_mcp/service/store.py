@@ -26,6 +26,7 @@ from task_mcp.models import (
     TaskCreate,
     fold,
 )
+from task_mcp.records import TASK_LINKS, TASK_NOTES
 from task_mcp.service.workspaces import PURGE_MEMBERS, Workspace
 
 PURGE_BATCH = 500  # rows per purge transaction: short write locks, whatever the backlog
@@ -49,7 +50,8 @@ LAST_NUMBER = select(TASK_COUNTERS.c.last_number).where(TASK_COUNTERS.c.owner_id
 
 # Columns a task is born with and never changes, the deletion bookkeeping, and the columns that
 # only the service sets: the rest is what update_task may change.
-FIXED = frozenset({"pk", "owner_id", "number", "created_at", "created_by", "deleted_at", "deleted_with"})
+CLAIM = ("claim_id", "claim_user", "claim_client", "claim_until")
+FIXED = frozenset({"pk", "owner_id", "number", "created_at", "created_by", "deleted_at", "deleted_with", *CLAIM})
 UPDATABLE = tuple(c.name for c in TASKS.c if c.name not in FIXED | {"version", "updated_at"})
 UPDATE_TASK = (
     update(TASKS)
@@ -79,9 +81,14 @@ DELETE_SUBTREE = (
     update(TASKS)
     .where(T.pk.in_(select(SUBTREE.c.pk)))
     .values(
-        deleted_at=bindparam("now"), deleted_with=bindparam("root"), version=T.version + 1, updated_at=bindparam("now")
+        deleted_at=bindparam("now"),
+        deleted_with=bindparam("root"),
+        version=T.version + 1,
+        updated_at=bindparam("now"),
+        **dict.fromkeys(CLAIM),  # deleting a task ends its claim
     )
 )
+END_CLAIM = update(TASKS).where(T.pk == bindparam("task_pk")).values(dict.fromkeys(CLAIM))
 RESTORE_GROUP = (
     update(TASKS)
     .where(MINE, T.deleted_with == bindparam("group"), T.deleted_at.is_not(None))
@@ -212,6 +219,7 @@ def new_task(
         "due_at": due_at,
         "due_date": due_date,
         "tags": "\n".join(item.tags),
+        "blocked_by": ",".join(str(n) for n in item.blocked_by or []),
         "parent_number": item.parent_id,
         "version": 1,
         "created_at": now,
@@ -245,12 +253,20 @@ def purge_tasks(conn: Connection, cutoff: dt.datetime) -> int:
     if found:
         pks = [row.pk for row in found]
         conn.execute(PURGE_TAGS, {"pks": pks})
+        purged = [(row.owner_id, row.number) for row in found]
+        conn.execute(PURGE_LINKS, {"tasks": purged})
+        conn.execute(PURGE_BLOCKED_BY, {"tasks": purged})
+        conn.execute(PURGE_NOTES, {"tasks": purged})
         conn.execute(PURGE_TASKS, {"pks": pks})
         purge_journal_of(conn, [(row.owner_id, row.number) for row in found])
     return len(found)
 
 
-CT, CH = CHANGE_TASKS.c, CHANGES.c
+CT, CH, LK, NT = CHANGE_TASKS.c, CHANGES.c, TASK_LINKS.c, TASK_NOTES.c
+PURGE_LINKS = delete(TASK_LINKS).where(tuple_(LK.owner_id, LK.number).in_(bindparam("tasks", expanding=True)))
+# A purged blocker is dropped from the links (tasks.blocked_by keeps its number, shown only while live).
+PURGE_BLOCKED_BY = delete(TASK_LINKS).where(tuple_(LK.owner_id, LK.blocker).in_(bindparam("tasks", expanding=True)))
+PURGE_NOTES = delete(TASK_NOTES).where(tuple_(NT.owner_id, NT.number).in_(bindparam("tasks", expanding=True)))
 PURGE_TOUCHES_OF = delete(CHANGE_TASKS).where(tuple_(CT.owner_id, CT.number).in_(bindparam("tasks", expanding=True)))
 CHANGES_OF = select(CT.owner_id, CT.change_id).where(
     tuple_(CT.owner_id, CT.number).in_(bindparam("tasks", expanding=True))

@@ -65,6 +65,13 @@ def field_parts(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         parts.append(_set("parent", f"#{old_parent}" if old_parent else None, f"#{new_parent}" if new_parent else None))
     if "assignee" in after:
         parts.append(_set("assignee", None, after["assignee"]))
+    if "blocked_by" in after:
+        blockers = " ".join(f"#{n}" for n in after["blocked_by"].split(",") if n)
+        parts.append(f"blocked by {blockers}" if blockers else "blocked_by cleared")
+    if after.get("note") is not None:
+        parts.append(f"note {after['note']} added")
+    elif "note" in after:
+        parts.append(f"note {before['note']} removed")
     return parts
 
 

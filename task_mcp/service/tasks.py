@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection
 
 import task_mcp.service.journal as journal
+import task_mcp.service.links as links
+import task_mcp.service.notes as notes
 import task_mcp.service.store as store
 import task_mcp.service.undo as undo
 from task_mcp.db import Database
@@ -28,13 +30,13 @@ from task_mcp.models import (
     TaskOut,
     TaskQuery,
     TaskUpdate,
-    task_out,
 )
+from task_mcp.service.agents import AgentTasks
 from task_mcp.service.housekeeping import PURGE_EVERY_SECONDS, Housekeeping
 from task_mcp.service.journal import ChangePage, Receipt
 from task_mcp.service.listing import TaskList, TaskPage
 from task_mcp.service.workspaces import Action, Caller, MemberDirectory, Workspace, WorkspaceInfo, resolve
-from task_mcp.service.writes import TaskWrites, fill
+from task_mcp.service.writes import fill
 
 if TYPE_CHECKING:
     from task_mcp.config import Settings
@@ -46,7 +48,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class TaskService(TaskWrites):
+class TaskService(AgentTasks):
     """Every rule of the task tools, one transaction per call."""
 
     def __init__(
@@ -124,7 +126,13 @@ class TaskService(TaskWrites):
             UnavailableError: the database stayed busy or unreachable.
         """
         ws = self.workspace(caller, workspace)
-        return self._db.read(lambda conn: task_out(store.live_row(conn, ws, task_id)))
+
+        def read(conn: Connection) -> TaskOut:
+            task = links.out(conn, ws.key, store.live_row(conn, ws, task_id), self._clock())
+            shown, total = notes.newest(conn, ws, task_id)
+            return task.model_copy(update={"notes": shown, "notes_total": total})
+
+        return self._db.read(read)
 
     def list_tasks(self, caller: Caller | str, query: TaskQuery, *, workspace: str | None = None) -> TaskPage:
         """One page of the workspace's tasks matching `query`, with the exact total.

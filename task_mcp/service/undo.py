@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 import task_mcp.service.journal as journal
+import task_mcp.service.links as links
+import task_mcp.service.notes as notes
 import task_mcp.service.store as store
-from task_mcp.errors import ConflictError, ForbiddenError, NotFoundError
+from task_mcp.errors import ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError
 from task_mcp.models import TASKS, fold
 from task_mcp.service.journal import Touch
 from task_mcp.service.workspaces import MEMBER, Caller, Workspace
@@ -93,6 +95,16 @@ def undo_change(
             f"Change {change_id} touched tasks that have since been purged from the trash, so it can no longer be "
             f"undone. Call list_changes{ws.hint} to see the changes you can undo."
         )
+    if any(t.kind == "claimed" for t in touches):
+        raise InvalidArgumentError(
+            f"Change {change_id} is a claim, and claims cannot be undone; nothing was changed. Call "
+            f"release_task{ws.hint} to end it."
+        )
+    if all(t.kind == "released" for t in touches):
+        raise InvalidArgumentError(
+            f"Change {change_id} released a claim and changed nothing else, so there is nothing to undo (a claim "
+            f"stays released). Call claim_task{ws.hint} to claim the task again."
+        )
     _check_versions(conn, ws, change_id, touches, tasks)
     undo = _Undo(conn, ws, who, tasks, now, check_room)
     for kind in ("created", "fields", "deleted", "restored"):
@@ -102,12 +114,17 @@ def undo_change(
     return undo.record(change_id, change.undoes)
 
 
+def _only_note(t: Touch) -> bool:
+    return t.after is not None and set(t.after) == {"note"}
+
+
 def _check_versions(
     conn: Connection, ws: Workspace, change_id: int, touches: list[Touch], tasks: dict[int, Row[Any]]
 ) -> None:
     # A task moved on when its version is no longer the one the change left, unless every later
     # change touching it was undone again (a change and its undo cancel out; a redo does not).
-    moved = [t.number for t in touches if tasks[t.number].version != t.version_after]
+    # A note leaves the version alone, and undoing one ignores it.
+    moved = [t.number for t in touches if tasks[t.number].version != t.version_after and not _only_note(t)]
     if not moved:
         return
     params = {"owner": ws.key, "change": change_id, "numbers": moved}
@@ -210,7 +227,16 @@ class _Undo:
         for t in touches:
             assert t.before is not None and t.after is not None
             row = self.tasks[t.number]
-            target = t.before
+            target = dict(t.before)
+            note_before, note_after = target.pop("note", None), t.after.get("note")
+            if note_after is not None:  # a note added: removed (and a removal undone: brought back)
+                notes.set_removed(self.conn, self.ws, note_after, True)
+            if note_before is not None:
+                notes.set_removed(self.conn, self.ws, note_before, False)
+            if not target:
+                note = {"note": note_before}, {"note": note_after}
+                self.touches.append(Touch(t.number, "fields", row.version, row.version, note[1], note[0]))
+                continue
             self._check_fields(row, target)
             values = {name: row._mapping[name] for name in store.UPDATABLE} | target
             values |= {"title_folded": fold(values["title"]), "description_folded": fold(values["description"])}
@@ -220,10 +246,15 @@ class _Undo:
                 if tags:
                     rows = [{"task_pk": row.pk, "tag": tag, "owner_id": self.ws.key} for tag in tags]
                     self.conn.execute(store.INSERT_TAGS, rows)
+            if "blocked_by" in target:
+                links.write_links(self.conn, self.ws.key, row.number, links.stored(target["blocked_by"]))
             values |= {"task_pk": row.pk, "version": row.version + 1, "updated_at": self.now}
             self.conn.execute(store.UPDATE_TASK, values)
-            current = {name: row._mapping[name] for name in target}
-            self.touches.append(Touch(t.number, "fields", row.version, row.version + 1, current, dict(target)))
+            current: dict[str, Any] = {name: row._mapping[name] for name in target}
+            new = dict(target)
+            if "note" in t.after:
+                current["note"], new["note"] = note_after, note_before
+            self.touches.append(Touch(t.number, "fields", row.version, row.version + 1, current, new))
 
     def _check_fields(self, row: Row[Any], target: dict[str, Any]) -> None:
         parent = target.get("parent_number")
@@ -242,6 +273,12 @@ class _Undo:
                     f"task {parent} is now inside its subtree, so making it the parent again would create a "
                     "parent cycle. Move one of them with update_task first.",
                 )
+        blockers = target.get("blocked_by")
+        if blockers:
+            try:
+                links.check_blockers(self.conn, self.ws, row.number, links.stored(blockers))
+            except (InvalidArgumentError, NotFoundError) as exc:
+                raise self._conflict(row.number, f"its old blocked_by breaks a rule: {exc.message}") from None
         assignee = target.get("assignee")
         known = assignee is None or self.ws.personal
         if not known and self.conn.execute(MEMBER, {"ws": self.ws.key, "who": assignee}).first() is None:

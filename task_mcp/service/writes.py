@@ -11,14 +11,15 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 import task_mcp.service.idempotency as idempotency
 import task_mcp.service.journal as journal
+import task_mcp.service.links as links
 import task_mcp.service.store as store
 from task_mcp.db import Database
 from task_mcp.errors import ConflictError, InvalidArgumentError
-from task_mcp.models import PRIORITIES, TaskCreate, TaskOut, TaskUpdate, fold, task_out
+from task_mcp.models import PRIORITIES, TaskCreate, TaskOut, TaskUpdate, fold
 from task_mcp.service.housekeeping import Housekeeping
 from task_mcp.service.journal import Receipt, Touch
 from task_mcp.service.workspaces import Action, Caller, MemberDirectory, Workspace
@@ -65,6 +66,7 @@ class TaskWrites:
             for item in items:
                 if item.parent_id is not None:
                     store.live_row(conn, ws, item.parent_id)
+                links.check_blockers(conn, ws, None, item.blocked_by or [])
                 assignees.append(self.members.assignee(conn, ws, who, item.assignee) if item.assignee else None)
             first = store.reserve_numbers(conn, ws.key, len(items))
             self._check_room(conn, ws=ws, last_number=first + len(items) - 1, adding=len(items))
@@ -81,13 +83,15 @@ class TaskWrites:
             ]
             if tags:
                 conn.execute(store.INSERT_TAGS, tags)
+            for row, item in zip(rows, items, strict=True):
+                links.write_links(conn, ws.key, row.number, item.blocked_by or [], replace=False)
             touches = [Touch(row.number, "created", None, 1) for row in rows]
             titles = {row.number: row.title for row in rows}
             change_id = journal.record(conn, ws, who, tool, touches, now, titles=titles)
             if key is not None:
                 numbers = [row.number for row in rows]
                 idempotency.remember(conn, ws, who.user_id, key, request_hash, numbers, now, change_id)
-            return [task_out(row) for row in rows], True, change_id
+            return links.outs(conn, ws.key, rows, now), True, change_id
 
         tasks, created, change_id = self._db.run(create, write=True)
         fill(receipt, change_id)
@@ -118,6 +122,15 @@ class TaskWrites:
     def _update(
         self, conn: Connection, ws: Workspace, who: Caller, task_id: int, changes: TaskUpdate, tool: str
     ) -> tuple[TaskOut, int | None]:
+        now = self._clock()
+        row, touch = self._apply(conn, ws, who, task_id, changes, now)
+        task = links.out(conn, ws.key, row, now)
+        return task, journal.record(conn, ws, who, tool, [touch], now) if touch is not None else None
+
+    def _apply(
+        self, conn: Connection, ws: Workspace, who: Caller, task_id: int, changes: TaskUpdate, now: dt.datetime
+    ) -> tuple[Row[Any], Touch | None]:
+        """Apply one update on `conn`; the row after it and its journal touch (None: nothing changed)."""
         row = store.live_row(conn, ws, task_id, lock=True)
         if changes.expected_version is not None and changes.expected_version != row.version:
             raise ConflictError(
@@ -144,25 +157,32 @@ class TaskWrites:
             after["assignee"] = self.members.assignee(conn, ws, who, changes.assignee)
         elif "assignee" in changes.clear:
             after["assignee"] = None
-        now = self._clock()
+        if changes.blocked_by is not None:
+            links.check_blockers(conn, ws, row.number, changes.blocked_by)
+            after["blocked_by"] = links.joined(changes.blocked_by)
+        elif "blocked_by" in changes.clear:
+            after["blocked_by"] = ""
         if changes.status is not None and changes.status != row.status:
             after["status"] = changes.status
             after["completed_at"] = now if changes.status == "completed" else None
         if changes.tags is not None:
             after["tags"] = "\n".join(changes.tags)
         if after == before:
-            return task_out(row), None  # nothing changed: no new version, no change
+            return row, None  # nothing changed: no new version, no change
         if after["tags"] != before["tags"]:
             conn.execute(store.DELETE_TAGS, {"task_pk": row.pk})
             if changes.tags:
                 conn.execute(
                     store.INSERT_TAGS, [{"task_pk": row.pk, "tag": tag, "owner_id": ws.key} for tag in changes.tags]
                 )
+        if after["blocked_by"] != before["blocked_by"]:
+            links.write_links(conn, ws.key, row.number, links.stored(after["blocked_by"]))
+        if after["status"] == "completed" != before["status"]:
+            conn.execute(store.END_CLAIM, {"task_pk": row.pk})  # completing a task ends its claim
         old, new = journal.changed_fields(before, after)
         after |= {"version": row.version + 1, "updated_at": now}
-        task = task_out(conn.execute(store.UPDATE_TASK, {"task_pk": row.pk, **after}).one())
-        touch = Touch(row.number, "fields", row.version, row.version + 1, old, new)
-        return task, journal.record(conn, ws, who, tool, [touch], now)
+        updated = conn.execute(store.UPDATE_TASK, {"task_pk": row.pk, **after}).one()
+        return updated, Touch(row.number, "fields", row.version, row.version + 1, old, new)
 
     def _delete(self, conn: Connection, ws: Workspace, who: Caller, task_id: int) -> tuple[int, int | None]:
         root = store.any_row(conn, ws, task_id, lock=True)
@@ -185,7 +205,7 @@ class TaskWrites:
         task = store.any_row(conn, ws, task_id, lock=True)
         ws.check_creator(who, task.number, task.created_by, "restore")
         if task.deleted_at is None:
-            return task_out(task), None  # already live: a repeat
+            return links.out(conn, ws.key, task, self._clock()), None  # already live: a repeat
         if ws.level != "admin":
             params = {"owner": ws.key, "group": task.deleted_with, "user": who.user_id}
             ws.check_creator(who, conn.execute(store.NOT_MINE_IN_GROUP, params).scalar(), None, "restore")
@@ -204,4 +224,4 @@ class TaskWrites:
         count = conn.execute(store.RESTORE_GROUP, {"owner": ws.key, "group": group, "now": now}).rowcount
         touch = Touch(group, "restored", None, 0, group_before=group)
         journal.record(conn, ws, who, "restore_task", [touch], now, change_id=change_id, task_count=count)
-        return task_out(store.live_row(conn, ws, task_id)), change_id
+        return links.out(conn, ws.key, store.live_row(conn, ws, task_id), now), change_id

@@ -1,15 +1,17 @@
 """The tools as the model sees them, one module per toolset (DESIGN §4): `tasks`, `workspaces`,
-`history`; `agents` has no tools yet. `base` holds what they share."""
+`history`, `agents`. `base` holds what they share."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from task_mcp.config import Toolset
-from task_mcp.tools import history, tasks, workspaces
+from task_mcp.tools import agents, history, tasks, workspaces
 from task_mcp.tools.base import ToolSpec, invalid_arguments, mcp_tool
 
-TOOLS: tuple[ToolSpec[Any, Any], ...] = tasks.TOOLS + workspaces.TOOLS + history.TOOLS
+TOOLS: tuple[ToolSpec[Any, Any], ...] = (
+    tasks.TOOLS + agents.TASK_TOOLS + workspaces.TOOLS + history.TOOLS + agents.AGENT_TOOLS
+)
 
 
 def offered(toolsets: tuple[Toolset, ...], *, read_only: bool) -> tuple[ToolSpec[Any, Any], ...]:

@@ -83,6 +83,9 @@ COMPACT_EXCLUDE = {"description", "created_at", "updated_at", "completed_at", "c
 def compact(task: TaskOut) -> dict[str, Any]:
     """A list item: what a model needs to pick a task; get_task has the rest."""
     data = task.model_dump(mode="json", exclude=COMPACT_EXCLUDE, exclude_none=True)
+    if not task.blocked:  # blocked_by only while blocked
+        data.pop("blocked_by")
+        data.pop("blocked")
     return {k: v for k, v in data.items() if v != []}
 
 
@@ -106,8 +109,12 @@ def line(task: TaskOut, *, tags: bool = True) -> str:
 
 
 def full(task: TaskOut) -> dict[str, Any]:
-    """A whole task; `deleted_at` only in the trash."""
-    return task.model_dump(mode="json", exclude=None if task.deleted_at else {"deleted_at"})
+    """A whole task; `deleted_at` only in the trash, notes only from get_task."""
+    data = task.model_dump(mode="json")
+    for name in ("deleted_at", "notes", "notes_total"):
+        if data[name] is None:
+            del data[name]
+    return data
 
 
 def one(task: TaskOut, **extra: Any) -> tuple[dict[str, Any], str]:
