@@ -38,7 +38,6 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from task_mcp.testing import JwksServer
-from task_mcp.tools import TOOLS
 from tests.helpers import error as error_text
 from tests.helpers import ok, rows, text
 from tests.test_http import connect
@@ -794,7 +793,6 @@ READY_TASKS = 50
 
 
 @pytest.mark.anyio
-@pytest.mark.skipif(not {"claim_task"} <= {spec.name for spec in TOOLS}, reason="no claim_task in this build yet")
 async def test_twenty_claimers_over_two_replicas_take_each_ready_task_exactly_once(
     replicas: list[Replica], mint: Callable[..., str], database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
