@@ -224,7 +224,7 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Description = Annotated[Text, StringConstraints(max_length=8000)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_lower_tag)]
 Tags = Annotated[list[Tag], PField(max_length=20), AfterValidator(_normalise_tags)]
-TaskId = Annotated[int, PField(ge=1, le=MAX_ID, description="Task id in the workspace.")]
+TaskId = Annotated[int, PField(ge=1, le=MAX_ID)]  # the name says what it is: no description (DESIGN §4 budget)
 Assignee = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(_no_nul)
 ]
@@ -234,7 +234,7 @@ IdempotencyKeyStr = Annotated[
 ]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
 BlockedBy = Annotated[list[TaskId], PField(max_length=50), AfterValidator(lambda ids: list(dict.fromkeys(ids)))]
-BLOCKED_BY = "Ids of tasks that must be completed first; replaces the list."
+BLOCKED_BY = "Ids of tasks to complete first; replaces the list."
 
 
 class _Input(BaseModel):
@@ -242,24 +242,24 @@ class _Input(BaseModel):
 
 
 class TaskCreate(_Input):
-    title: Title = PField(description="Short summary, 1-200 chars.")
-    description: Description | None = PField(default=None, description="Details, up to 8000 chars.")
-    priority: Priority = PField(default="none", description="Urgency.")
+    title: Title
+    description: Description | None = None
+    priority: Priority = "none"
     due: Due | None = PField(default=None, description="Date (2026-12-01, all day) or datetime with offset.")
     tags: Tags = PField(default_factory=list, description="Up to 20 labels; lower-cased.")
-    parent_id: TaskId | None = PField(default=None, description="Id of the parent task, for a subtask.")
+    parent_id: TaskId | None = PField(default=None, description="Parent task id, for a subtask.")
     assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
     blocked_by: BlockedBy | None = PField(default=None, description=BLOCKED_BY)
 
 
 class TaskUpdate(_Input):
-    title: Title | None = PField(default=None, description="New title.")
-    description: Description | None = PField(default=None, description="New description.")
-    priority: Priority | None = PField(default=None, description="New priority.")
-    due: Due | None = PField(default=None, description="New due date or datetime with offset.")
+    title: Title | None = None
+    description: Description | None = None
+    priority: Priority | None = None
+    due: Due | None = PField(default=None, description="Date or datetime with offset.")
     tags: Tags | None = PField(default=None, description="Replaces all tags.")
     status: Status | None = PField(default=None, description="'open' reopens a completed task.")
-    parent_id: TaskId | None = PField(default=None, description="New parent task.")
+    parent_id: TaskId | None = PField(default=None, description="Parent task id.")
     assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
     blocked_by: BlockedBy | None = PField(default=None, description=BLOCKED_BY)
     clear: list[ClearableField] = PField(default_factory=list, max_length=5, description="Fields to empty.")

@@ -51,7 +51,7 @@ async def test_a_fifo_as_token_file_does_not_block_the_server(tmp_path: Path) ->
         "TASK_MCP_LOG_LEVEL": "WARNING",
     }
     async with stdio(env) as client:
-        assert len((await client.list_tools()).tools) == 11
+        assert len((await client.list_tools()).tools) == 15
         for _ in range(2):  # and again: the server is still answering
             result = await client.call_tool("list_tasks", {})
             assert result.is_error

@@ -166,7 +166,7 @@ async def test_a_missing_token_file_is_unauthenticated_but_the_tools_are_listed(
     token_file = tmp_path / "not-yet" / "token"
     async with connect(make_app(token_file=token_file)) as client:
         tools = (await client.list_tools()).tools
-        assert len(tools) == 11
+        assert len(tools) == 15
         text = assert_unauthenticated(await client.call_tool("list_tasks", {}))
         assert "TASK_MCP_TOKEN" in text
 
@@ -208,7 +208,7 @@ async def test_a_launch_token_valid_at_start_is_rejected_once_it_expires(make_ap
 async def test_an_expired_launch_token_still_lets_the_client_list_the_tools(make_app, signing_key, jwks):
     expired = bad_tokens(signing_key, jwks.base_url, sub="alice")["expired"]
     async with connect(make_app(token=expired)) as client:
-        assert len((await client.list_tools()).tools) == 11
+        assert len((await client.list_tools()).tools) == 15
         text = assert_unauthenticated(await client.call_tool("list_tasks", {}), expired)
         assert "has expired" in text
 

@@ -190,6 +190,11 @@ IDS = st.integers(-3, 40) | st.sampled_from([0, 2**31 - 1, 2**31, 2**63, -(2**63
 PRIORITY = st.sampled_from(["none", "low", "medium", "high", "urgent", "URGENT", "critical", ""])
 WORKSPACES = st.sampled_from(["personal", "acme", "org-acme", "view", "org-odd", "nowhere", "", " acme "]) | STRINGS
 ASSIGNEES = st.sampled_from(["me", "alice", "ALICE@example.com", "none", "bob", "bob@example.com", "@", ""]) | STRINGS
+# Blocker lists: empty, repeated, self-naming (ids near the fresh task's), past the 50-item limit.
+BLOCKED_BY = st.lists(IDS, max_size=6) | st.lists(st.integers(1, 60), min_size=49, max_size=52) | st.just([])
+LEASES = st.integers(-5, 100_000) | st.sampled_from([59, 60, 1800, 86_400, 86_401, 2**31, 2**63])
+CLAIM_IDS = STRINGS | st.text(alphabet="0123456789abcdefABCDEF-_", min_size=20, max_size=70)
+NOTE_TEXTS = STRINGS | st.builds(lambda times: "n" * times, st.sampled_from([1, 500, 501, 3999, 4000, 4001]))
 
 
 def arguments(
@@ -213,13 +218,16 @@ TASK_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "tags": TAGS,
     "parent_id": IDS | st.none(),
     "assignee": ASSIGNEES | st.none(),
+    "blocked_by": BLOCKED_BY | st.none(),
 }
 OPTIONAL_TASK_FIELDS = {k: v for k, v in TASK_FIELDS.items() if k != "title"}
 CREATE = arguments({"title": STRINGS}, **OPTIONAL_TASK_FIELDS, idempotency_key=STRINGS, workspace=WORKSPACES)
 UPDATE_FIELDS = {
     **TASK_FIELDS,
     "status": st.sampled_from(["open", "completed", "deleted", "all", ""]),
-    "clear": st.lists(st.sampled_from(["description", "due", "parent_id", "assignee", "title", "tags"]), max_size=5),
+    "clear": st.lists(
+        st.sampled_from(["description", "due", "parent_id", "assignee", "blocked_by", "title", "tags"]), max_size=6
+    ),
     "expected_version": IDS,
     "workspace": WORKSPACES,
 }
@@ -238,6 +246,7 @@ QUERY = arguments(
     include_description=st.booleans(),
     timezone=ZONES,
     assignee=ASSIGNEES,
+    ready=st.booleans(),
     workspace=WORKSPACES,
 )
 
@@ -359,6 +368,94 @@ def test_undo_change_answers_any_change_id_without_internal_errors(session: Sess
             tool, extra = ("update_task", {"priority": "high"}) if fresh == "update" else ("delete_task", {})
             args = {**args, "change_id": ok(session.call(tool, {"task_id": task_id, **extra}))["change_id"]}
         session.answer("undo_change", args)
+
+    check()
+
+
+def test_update_tasks_answers_any_batch_and_dry_run_without_internal_errors(session: Session):
+    item_fields = {k: v for k, v in UPDATE_FIELDS.items() if k != "workspace"}
+    items = st.lists(arguments({"task_id": IDS}, **item_fields), max_size=4)
+    batch = arguments({"updates": items}, dry_run=st.booleans(), workspace=WORKSPACES)
+
+    @settings_for(session, 120)
+    @given(args=batch, fresh=st.integers(0, 3))
+    def check(args: dict[str, Any], fresh: int) -> None:
+        updates = args.get("updates")
+        if isinstance(updates, list):  # point some items at tasks that exist, so they reach the database
+            for i in range(min(fresh, len(updates))):
+                if isinstance(updates[i], dict):
+                    updates[i] = {**updates[i], "task_id": session.new_task()}
+        session.answer("update_tasks", args)
+
+    check()
+
+
+def test_add_note_answers_any_text_without_internal_errors(session: Session):
+    @settings_for(session, 80)
+    @given(args=arguments({"task_id": IDS, "text": NOTE_TEXTS}, workspace=WORKSPACES), fresh=st.booleans())
+    def check(args: dict[str, Any], fresh: bool) -> None:
+        if fresh:
+            args = {**args, "task_id": session.new_task()}
+        session.answer("add_note", args)
+        if fresh:
+            session.answer("get_task", {"task_id": args["task_id"]})
+
+    check()
+
+
+def test_claim_task_answers_any_claim_without_internal_errors(session: Session):
+    claim = arguments(
+        task_id=IDS,
+        claim_id=CLAIM_IDS,
+        lease_seconds=LEASES,
+        priority=st.lists(PRIORITY, max_size=6),
+        tags=TAGS,
+        assignee=ASSIGNEES,
+        text=STRINGS,
+        parent_id=IDS,
+        workspace=WORKSPACES,
+    )
+
+    @settings_for(session, 120)
+    @given(args=claim, fresh=st.sampled_from(["", "task", "renew", "blocked"]))
+    def check(args: dict[str, Any], fresh: str) -> None:
+        if fresh == "blocked":
+            args = {**args, "task_id": session.new_task(blocked_by=[session.new_task()])}
+        elif fresh:
+            args = {**args, "task_id": session.new_task()}
+            args.pop("workspace", None)
+            if fresh == "renew":  # renew a real claim, with whatever lease was generated
+                claimed = ok(session.call("claim_task", {"task_id": args["task_id"]}))
+                args["claim_id"] = claimed["claim"]["claim_id"]
+        session.answer("claim_task", args)
+
+    check()
+
+
+def test_release_task_answers_any_release_without_internal_errors(session: Session):
+    release = arguments(
+        {"task_id": IDS},
+        claim_id=CLAIM_IDS,
+        outcome=st.sampled_from(["released", "completed", "done", ""]),
+        note=NOTE_TEXTS,
+        workspace=WORKSPACES,
+    )
+
+    @settings_for(session, 120)
+    @given(args=release, fresh=st.sampled_from(["", "unclaimed", "claimed", "right_id", "other_user"]))
+    def check(args: dict[str, Any], fresh: str) -> None:
+        if fresh:
+            task_id = session.new_task()
+            args = {**args, "task_id": task_id}
+            args.pop("workspace", None)
+            if fresh != "unclaimed":
+                claimed = ok(session.call("claim_task", {"task_id": task_id}))
+                if fresh == "right_id":
+                    args["claim_id"] = claimed["claim"]["claim_id"]
+            if fresh == "other_user":
+                session.answer("release_task", args, user="bob")
+                return
+        session.answer("release_task", args)
 
     check()
 

@@ -25,7 +25,7 @@ SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 TOOLS = {
     "list_tasks", "get_task", "create_task", "create_tasks",
     "update_task", "complete_task", "delete_task", "restore_task", "list_workspaces",
-    "list_changes", "undo_change",
+    "list_changes", "undo_change", "update_tasks", "add_note", "claim_task", "release_task",
 }  # fmt: skip
 # One well-formed call per tool: without a usable token, each must answer `unauthenticated`.
 CALLS: list[tuple[str, dict[str, Any]]] = [
@@ -40,6 +40,10 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("list_workspaces", {}),
     ("list_changes", {}),
     ("undo_change", {"change_id": 1}),
+    ("update_tasks", {"updates": [{"task_id": 1, "title": "y"}]}),
+    ("add_note", {"task_id": 1, "text": "x"}),
+    ("claim_task", {}),
+    ("release_task", {"task_id": 1}),
 ]
 # What the SDK's stdio client passes on; raw subprocesses here get the same, never TASK_MCP_* from the shell.
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")

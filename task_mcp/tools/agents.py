@@ -14,7 +14,7 @@ from task_mcp.service.agents import Claimed, Noted
 from task_mcp.service.journal import Receipt
 from task_mcp.service.workspaces import Caller
 from task_mcp.tools.base import Args, ToolSpec, WriteResult, compact, line, one
-from task_mcp.tools.tasks import ChangedResult, ChangedTask
+from task_mcp.tools.tasks import OBJECT, ChangedResult
 
 NoteText = Annotated[Text, StringConstraints(min_length=1, max_length=4000)]
 ClaimId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -25,12 +25,16 @@ class UpdateItem(TaskUpdate):
 
 
 class UpdateTasksArgs(Args):
-    updates: list[UpdateItem] = PField(min_length=1, max_length=100, description="update_task arguments per task.")
+    updates: list[Annotated[UpdateItem, OBJECT]] = PField(
+        min_length=1,
+        max_length=100,
+        description="Each item takes task_id, expected_version and any update_task field.",
+    )
     dry_run: bool = PField(default=False, description="Answer what would happen; change nothing.")
 
 
 class UpdatedResult(WriteResult):
-    tasks: list[dict[str, Any]] = PField(description="Compact tasks, in the order given.")
+    tasks: list[dict[str, Any]] = PField(description="compact, in the order given")
     dry_run: bool
 
 
@@ -41,7 +45,7 @@ class NoteArgs(Args):
 
 class NoteResult(WriteResult):
     task_id: int
-    note: dict[str, Any] = PField(description="note_id, at, by, text.")
+    note: dict[str, Any] = PField(description="{note_id, at, by, text}")
 
 
 class ClaimArgs(Args):
@@ -56,8 +60,8 @@ class ClaimArgs(Args):
 
 
 class ClaimResult(WriteResult):
-    task: ChangedTask | None
-    claim: dict[str, Any] | None = PField(description="claim_id (keep it), holder, expires_at.")
+    task: dict[str, Any] | None = PField(description="as get_task returns it; null if none was ready")
+    claim: dict[str, Any] | None = PField(description="{claim_id (keep it), holder, expires_at}")
 
 
 class ReleaseArgs(Args):

@@ -32,9 +32,7 @@ WorkspaceName = Annotated[
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workspace: WorkspaceName | None = PField(
-        default=None, description="'personal' (default) or an organization's slug or id."
-    )
+    workspace: WorkspaceName | None = PField(default=None, description="'personal' (default) or an org's slug or id.")
 
 
 class WorkspaceResult(BaseModel):
@@ -42,7 +40,8 @@ class WorkspaceResult(BaseModel):
 
 
 class WriteResult(WorkspaceResult):
-    change_id: int | None  # the journal entry (list_changes, undo_change); null: nothing changed
+    # The journal entry (list_changes, undo_change).
+    change_id: int | None = PField(description="null if nothing changed")
 
 
 A = TypeVar("A", bound=BaseModel)
@@ -109,11 +108,20 @@ def line(task: TaskOut, *, tags: bool = True) -> str:
 
 
 def full(task: TaskOut) -> dict[str, Any]:
-    """A whole task; `deleted_at` only in the trash, notes only from get_task."""
+    """A whole task; `deleted_at` only in the trash, notes only from get_task.
+
+    A note leaves out `by` when it is the same as the note before it (newer): twenty notes of one
+    author repeated it twenty times, which alone put get_task over DESIGN §4's 6,000 bytes."""
     data = task.model_dump(mode="json")
     for name in ("deleted_at", "notes", "notes_total"):
         if data[name] is None:
             del data[name]
+    previous = None
+    for note in data.get("notes") or []:
+        if note["by"] == previous:
+            del note["by"]
+        else:
+            previous = note["by"]
     return data
 
 
@@ -163,13 +171,23 @@ def compact_schema(schema: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
     return compacted
 
 
+def output_words(result: type[BaseModel]) -> dict[str, Any]:
+    """A result's schema in words: its fields, each with its description. A field-by-field schema
+    in every tool cost more of DESIGN §4's context budget than it told the model; clients still
+    get an object schema to check structuredContent against."""
+    fields = [
+        f"{name}: {field.description}" if field.description else name for name, field in result.model_fields.items()
+    ]
+    return {"type": "object", "description": "{" + "; ".join(fields) + "}"}
+
+
 def mcp_tool(spec: ToolSpec[Any, Any]) -> Tool:
     return Tool(
         name=spec.name,
         title=spec.title,
         description=spec.description,
         input_schema=compact_schema(spec.args.model_json_schema(), nullable=False),
-        output_schema=compact_schema(spec.result.model_json_schema(mode="serialization"), nullable=True),
+        output_schema=output_words(spec.result),
         annotations=ToolAnnotations(
             read_only_hint=not spec.write,
             destructive_hint=spec.destructive,
@@ -185,6 +203,10 @@ def invalid_arguments(exc: ValidationError) -> InvalidArgumentError:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "is not an argument of this tool; see its input schema"
+            # Items of create_tasks and update_tasks are described in words, not in the schema.
+            if len(err["loc"]) > 1:
+                message = "is not a field these items take; see the tool's description"
+            else:
+                message = "is not an argument of this tool; see its input schema"
         problems.append(f"{where or 'arguments'}: {message}")
     return InvalidArgumentError("; ".join(problems) + ". Nothing was changed; fix the arguments and call again.")

@@ -32,8 +32,8 @@ class UndoArgs(Args):
 
 class ChangesResult(WorkspaceResult):
     changes: list[dict[str, Any]] = PField(
-        description="Newest first. Each: change_id, at, tool, by {user_id, name, client}, task_ids (at most 20; "
-        "task_count when more), summary, undoes, undone_by."
+        description="newest first, each {change_id, at, tool, by {user_id, name, client}, task_ids (at most 20; "
+        "task_count when more), summary, undoes, undone_by}"
     )
     next_cursor: str | None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 from pydantic import Field as PField
 
 from task_mcp.models import MAX_ID, IdempotencyKeyStr, TaskCreate, TaskId, TaskOut, TaskQuery, TaskUpdate
@@ -37,8 +37,16 @@ class CreateTaskArgs(TaskCreate, Args):
     )
 
 
+# Items are described in words, not as a second copy of create_task's schema (DESIGN §4's budget);
+# pydantic still checks every item and names it in its errors (tasks[3].title: ...).
+OBJECT = WithJsonSchema({"type": "object"})
+
+
 class CreateTasksArgs(Args):
-    tasks: Annotated[list[TaskCreate], PField(min_length=1, max_length=100, description="Tasks to create.")]
+    tasks: Annotated[
+        list[Annotated[TaskCreate, OBJECT]],
+        PField(min_length=1, max_length=100, description="Each item takes create_task's fields (title required)."),
+    ]
     idempotency_key: IdempotencyKeyStr | None = PField(default=None, description="As in create_task.")
 
 
@@ -50,12 +58,13 @@ class UpdateTaskArgs(TaskUpdate, Args):
 # outputSchema, and a per-field task schema in every result cost more of the tool list than the
 # tools themselves (DESIGN §4's budget).
 TASK_WORDS = (
-    "A task: id, title, description, status, priority, due, tags, parent_id, created_at, updated_at, "
-    "completed_at, version, created_by, assignee; deleted_at in the trash."
+    "id, title, description, status, priority, due, tags, parent_id, created_at, updated_at, completed_at, "
+    "version, created_by, assignee, blocked_by, blocked, claim {holder, expires_at}, notes (newest 20 "
+    "{note_id, at, by (left out: as the note before), text}), notes_total; deleted_at in the trash"
 )
 Task = Annotated[dict[str, Any], PField(description=TASK_WORDS)]
 # Results of writes refer to get_task's description rather than repeating it in every schema.
-ChangedTask = Annotated[dict[str, Any], PField(description="The task, as get_task returns it.")]
+ChangedTask = Annotated[dict[str, Any], PField(description="as get_task returns it")]
 
 
 class TaskResult(WorkspaceResult):
@@ -72,13 +81,13 @@ class CreatedResult(WriteResult):
 
 
 class CreatedManyResult(WriteResult):
-    tasks: list[ChangedTask]
+    tasks: list[dict[str, Any]] = PField(description="as get_task returns them")
     created: bool
 
 
 class ListResult(WorkspaceResult):
     tasks: list[dict[str, Any]] = PField(
-        description="Tasks as get_task returns them; compact ones leave out description, timestamps and nulls."
+        description="compact (no description, timestamps, nulls) unless include_description"
     )
     next_cursor: str | None
     total: int
@@ -171,10 +180,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "list_tasks",
         "List tasks",
-        "List the tasks of a workspace (your personal list by default), newest first, 20 per page; filters "
-        "combine. Defaults to open tasks. Returns compact tasks (no description or timestamps unless "
-        "include_description), total matching, and next_cursor: pass it back as cursor, with the same "
-        "filters, for the next page.",
+        "List the tasks of a workspace, open ones newest first by default, 20 per page; filters combine. "
+        "total counts all matches; pass next_cursor back as cursor, with the same filters, for the next page.",
         ListArgs,
         ListResult,
         write=False,
@@ -186,7 +193,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "get_task",
         "Get a task",
-        "Get one task by id, with its description.",
+        "Get one task by id, with its description and newest notes.",
         TaskIdArgs,
         TaskResult,
         write=False,
@@ -211,7 +218,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "create_tasks",
         "Create several tasks",
         "Create 1-100 tasks at once, all or nothing (e.g. the steps of a plan). Items cannot refer "
-        "to each other; set parent_id to an existing task.",
+        "to each other: link them afterwards with update_tasks (blocked_by, parent_id).",
         CreateTasksArgs,
         CreatedManyResult,
         write=True,
@@ -223,9 +230,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "update_task",
         "Update a task",
-        "Change some fields of a task; fields left out stay as they are. To empty description, due, "
-        "parent_id or assignee, list them in clear. status 'open' reopens. With expected_version the "
-        "update fails with conflict if the task changed since you read it.",
+        "Change some fields of a task; fields left out stay as they are, fields listed in clear are emptied.",
         UpdateTaskArgs,
         ChangedResult,
         write=True,

@@ -15,8 +15,8 @@ from task_mcp.tools.base import Args, ToolSpec
 
 class ListWorkspacesResult(BaseModel):
     workspaces: list[dict[str, Any]] = PField(
-        description="Each: workspace (the name to pass as workspace), id, name, role, members_total; "
-        "with a workspace argument also members: [{user_id, name, email, role}]."
+        description="each {workspace (the name to pass as workspace), id, name, role, members_total; "
+        "with a workspace argument also members: [{user_id, name, email, role}]}"
     )
 
 
