@@ -103,6 +103,11 @@ class Caller:
     async def task(self, task_id: int) -> dict[str, Any]:
         return (await self.ok("get_task", task_id=task_id))["task"]
 
+    async def fields(self, task_id: int) -> dict[str, Any]:
+        """get_task's task without `notes` and `notes_total`: the task as a write answers it."""
+        task = await self.task(task_id)
+        return {k: v for k, v in task.items() if k not in ("notes", "notes_total")}
+
     async def create(self, n: int, **fields: Any) -> dict[str, Any]:
         """Task number `n` made with deterministic arguments (`new_task`)."""
         return (await self.ok("create_task", new_task(n, **fields)))["task"]

@@ -55,7 +55,7 @@ async def test_tags_are_trimmed_lower_cased_and_de_duplicated(app, mint):
     async with users(app, mint, "alice") as (alice,):
         task = await alice.create(1, tags=[" Home ", "HOME", "Work", "home", "errands "])
         assert task["tags"] == ["home", "work", "errands"]
-        assert await alice.task(1) == task
+        assert await alice.fields(1) == task
 
 
 async def test_due_is_kept_as_a_date_or_as_a_utc_instant(app, mint):
@@ -68,7 +68,7 @@ async def test_due_is_kept_as_a_date_or_as_a_utc_instant(app, mint):
     async with users(app, mint, "alice") as (alice,):
         for n, (due, stored) in enumerate(cases, start=1):
             assert (await alice.create(n, due=due))["due"] == stored, due
-            assert (await alice.task(n))["due"] == stored, due
+            assert (await alice.fields(n))["due"] == stored, due
 
 
 async def test_a_due_is_kept_to_the_second_it_is_shown_with(app, mint):
@@ -181,7 +181,7 @@ async def test_the_same_key_with_other_arguments_is_a_conflict(app, mint):
             text = await alice.fails("create_task", "conflict", **other, idempotency_key="k1")
             assert "k1" in text
         assert await alice.all_ids() == [1]
-        assert await alice.task(1) == first["task"]
+        assert await alice.fields(1) == first["task"]
 
 
 async def test_the_same_key_on_the_other_create_tool_counts_as_other_arguments(app, mint):
@@ -296,7 +296,7 @@ async def test_an_update_changes_only_the_fields_it_names(app, mint):
         assert after["version"] == before["version"] + 1
         unchanged = ("description", "due", "tags", "priority", "parent_id", "status", "created_at", "completed_at")
         assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
-        assert await alice.task(2) == after
+        assert await alice.fields(2) == after
 
 
 async def test_an_update_sets_every_field_in_one_version(app, mint):
@@ -332,7 +332,7 @@ async def test_clear_empties_description_due_and_parent(app, mint):
         await alice.create(2, description="Details", due="2026-12-01T10:00:00Z", parent_id=1)
         task = (await alice.ok("update_task", task_id=2, clear=["description", "due", "parent_id"]))["task"]
         assert (task["description"], task["due"], task["parent_id"], task["version"]) == (None, None, None, 2)
-        assert await alice.task(2) == task
+        assert await alice.fields(2) == task
         again = (await alice.ok("update_task", task_id=2, clear=["due"]))["task"]
         assert again["version"] == 2  # clearing an empty field changes nothing
 
@@ -344,7 +344,7 @@ async def test_setting_and_clearing_the_same_field_is_invalid(app, mint):
         for field, value in [("description", "New"), ("due", "2026-12-01"), ("parent_id", 1)]:
             text = await alice.fails("update_task", "invalid_argument", task_id=2, **{field: value}, clear=[field])
             assert field in text
-        assert await alice.task(2) == before
+        assert await alice.fields(2) == before
 
 
 async def test_update_arguments_that_break_the_contract_are_invalid_and_change_nothing(app, mint):
@@ -367,7 +367,7 @@ async def test_update_arguments_that_break_the_contract_are_invalid_and_change_n
         for fields in cases:
             text = await alice.fails("update_task", "invalid_argument", **{"task_id": 1, **fields})
             assert text.startswith(f"invalid_argument: {next(iter(fields))}"), text
-        assert await alice.task(1) == before
+        assert await alice.fields(1) == before
 
 
 async def test_a_stale_expected_version_is_a_conflict_stating_the_current_version_and_changes_nothing(app, mint):
@@ -377,7 +377,7 @@ async def test_a_stale_expected_version_is_a_conflict_stating_the_current_versio
         assert current["version"] == 2
         text = await alice.fails("update_task", "conflict", task_id=1, title="Third", expected_version=1)
         assert "version 2" in text
-        assert await alice.task(1) == current
+        assert await alice.fields(1) == current
         assert (await alice.ok("update_task", task_id=1, title="Third", expected_version=2))["task"]["version"] == 3
 
 
@@ -388,7 +388,7 @@ async def test_each_change_adds_one_to_the_version_and_a_no_op_keeps_it(app, min
         for change in ({"title": "B"}, {"priority": "high"}, {"tags": ["c"]}, {"description": "x"}):
             versions.append((await alice.ok("update_task", task_id=1, **change))["task"]["version"])
         assert versions == [2, 3, 4, 5]
-        current = await alice.task(1)
+        current = await alice.fields(1)
         for same in (
             {},
             {"title": "B"},
@@ -399,7 +399,7 @@ async def test_each_change_adds_one_to_the_version_and_a_no_op_keeps_it(app, min
             {"expected_version": 5},
         ):
             assert (await alice.ok("update_task", task_id=1, **same))["task"] == current, same
-        assert await alice.task(1) == current
+        assert await alice.fields(1) == current
 
 
 async def test_status_open_reopens_a_completed_task(app, mint):
@@ -410,7 +410,7 @@ async def test_status_open_reopens_a_completed_task(app, mint):
         assert done["completed_at"] is not None
         reopened = (await alice.ok("update_task", task_id=1, status="open"))["task"]
         assert (reopened["status"], reopened["completed_at"], reopened["version"]) == ("open", None, 3)
-        assert await alice.task(1) == reopened
+        assert await alice.fields(1) == reopened
 
 
 async def test_a_parent_that_would_make_a_cycle_is_invalid(app, mint):
@@ -418,12 +418,12 @@ async def test_a_parent_that_would_make_a_cycle_is_invalid(app, mint):
         await alice.create(1)  # A
         await alice.create(2, parent_id=1)  # B under A
         await alice.create(3, parent_id=2)  # C under B
-        before = [await alice.task(n) for n in (1, 2, 3)]
+        before = [await alice.fields(n) for n in (1, 2, 3)]
         assert "cycle" in await alice.fails("update_task", "invalid_argument", task_id=1, parent_id=3)
         await alice.fails("update_task", "invalid_argument", task_id=1, parent_id=2)
         await alice.fails("update_task", "invalid_argument", task_id=2, parent_id=3)
         assert "own parent" in await alice.fails("update_task", "invalid_argument", task_id=2, parent_id=2)
-        assert [await alice.task(n) for n in (1, 2, 3)] == before
+        assert [await alice.fields(n) for n in (1, 2, 3)] == before
         moved = (await alice.ok("update_task", task_id=3, parent_id=1))["task"]  # not a cycle
         assert (moved["parent_id"], moved["version"]) == (1, 2)
 
@@ -435,7 +435,7 @@ async def test_adding_a_subtask_does_not_change_its_parent(app, mint):
         await alice.ok("create_tasks", tasks=[new_task(3, parent_id=1)])
         await alice.create(4)
         await alice.ok("update_task", task_id=4, parent_id=1)
-        assert await alice.task(1) == parent
+        assert await alice.fields(1) == parent
 
 
 async def test_an_update_to_a_missing_or_deleted_task_is_not_found(app, mint):
@@ -446,7 +446,7 @@ async def test_an_update_to_a_missing_or_deleted_task_is_not_found(app, mint):
         await alice.fails("update_task", "not_found", task_id=1, title="x")
         await alice.fails("update_task", "not_found", task_id=3, title="x")
         await alice.fails("update_task", "not_found", task_id=2, parent_id=1)
-        assert (await alice.task(2))["version"] == 1
+        assert (await alice.fields(2))["version"] == 1
 
 
 # --- complete_task --------------------------------------------------------------------------------
@@ -459,7 +459,7 @@ async def test_complete_sets_completed_at_and_a_repeat_keeps_the_version(app, mi
         assert (done["status"], done["version"]) == ("completed", 2)
         assert done["completed_at"] is not None and done["completed_at"].endswith("Z")
         assert (await alice.ok("complete_task", task_id=1))["task"] == done
-        assert await alice.task(1) == done
+        assert await alice.fields(1) == done
         assert (await alice.ok("list_tasks"))["total"] == 0  # the default list shows open tasks
         await alice.fails("complete_task", "not_found", task_id=2)
 
@@ -490,7 +490,7 @@ async def test_delete_takes_the_live_subtree_and_restore_brings_back_the_same_se
         await alice.create(5, parent_id=1)  # deleted on its own first: stays deleted
         await alice.create(6)  # outside the tree
         await alice.ok("delete_task", task_id=5)
-        before = {n: await alice.task(n) for n in (1, 2, 3, 4, 6)}
+        before = {n: await alice.fields(n) for n in (1, 2, 3, 4, 6)}
 
         await alice.ok("delete_task", task_id=1)
         assert await alice.all_ids() == [6]
@@ -501,10 +501,10 @@ async def test_delete_takes_the_live_subtree_and_restore_brings_back_the_same_se
         assert restored["version"] == before[1]["version"] + 2
         assert await alice.all_ids() == [1, 2, 3, 4, 6]
         for n in (1, 2, 3, 4):
-            task = await alice.task(n)
+            task = await alice.fields(n)
             assert task["version"] == before[n]["version"] + 2, n  # one for delete, one for restore
             assert {**task, "version": 0, "updated_at": ""} == {**before[n], "version": 0, "updated_at": ""}
-        assert await alice.task(6) == before[6]
+        assert await alice.fields(6) == before[6]
         await alice.fails("get_task", "not_found", task_id=5)
 
 
@@ -617,14 +617,14 @@ async def test_another_users_task_numbers_are_not_found_on_every_tool_and_their_
         await alice.ok("create_task", title="Alice's step", parent_id=1, tags=["private"])
         await alice.ok("create_task", title="Alice's old idea")
         await alice.ok("delete_task", task_id=3)
-        before = [await alice.task(n) for n in (1, 2)]
+        before = [await alice.fields(n) for n in (1, 2)]
 
         for tool, arguments in BOB_ON_ALICES_TASKS:
             text = await bob.fails(tool, "not_found", **arguments)
             assert "Alice" not in text and "Secret" not in text and "private" not in text, text
             assert "deleted" not in text and "restore" not in text, text  # not even that the number exists
 
-        assert [await alice.task(n) for n in (1, 2)] == before
+        assert [await alice.fields(n) for n in (1, 2)] == before
         await alice.fails("get_task", "not_found", task_id=3)
         assert await alice.all_ids() == [1, 2]
         assert await bob.total() == 0
@@ -638,7 +638,7 @@ async def test_a_users_list_never_shows_another_users_tasks(app, mint):
         page = await bob.ok("list_tasks", status="all", tags=["shared"], text="Task")
         assert (page["total"], [t["title"] for t in page["tasks"]]) == (1, ["Task 1"])
         assert (await bob.ok("update_task", task_id=1, title="Bob's"))["task"]["version"] == 2
-        assert (await alice.task(1))["title"] == "Task 1"
+        assert (await alice.fields(1))["title"] == "Task 1"
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -672,7 +672,7 @@ async def test_an_unexpected_exception_is_internal_without_its_message_and_is_lo
             logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
             assert len(logged) == 1 and tool in logged[0].getMessage(), tool
         assert await alice.all_ids() == [1]
-        assert await alice.task(1) == before
+        assert await alice.fields(1) == before
 
 
 async def test_a_failure_inside_the_transaction_rolls_everything_back_and_uses_up_no_number(app, mint, monkeypatch):
@@ -705,7 +705,7 @@ async def test_read_only_mode_lists_only_the_read_tools_and_forbids_the_others(m
         await alice.create(1)
         await alice.create(2)
         await alice.ok("delete_task", task_id=2)
-        before = await alice.task(1)
+        before = await alice.fields(1)
     calls = {
         "create_task": {"title": "T"},
         "create_tasks": {"tasks": [{"title": "T"}]},
@@ -721,7 +721,7 @@ async def test_read_only_mode_lists_only_the_read_tools_and_forbids_the_others(m
         for tool, arguments in calls.items():
             text = await alice.fails(tool, "forbidden", **arguments)
             assert "read-only" in text, text
-        assert await alice.task(1) == before
+        assert await alice.fields(1) == before
         assert await alice.all_ids() == [1]
 
 
