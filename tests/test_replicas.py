@@ -784,3 +784,62 @@ async def test_sixteen_clients_over_two_replicas_lose_and_duplicate_nothing(
         [(counter,)] = rows(database_url, "SELECT last_number FROM task_counters WHERE owner_id = :u", u=user)
         [(keys,)] = rows(database_url, "SELECT count(*) FROM idempotency_keys WHERE owner_id = :u", u=user)
         assert (counter, keys) == (len(ledger.created), ledger.keys), user
+
+
+# --- claims across replicas -----------------------------------------------------------------------
+
+CLAIMERS = 20
+READY_TASKS = 50
+
+
+@pytest.mark.anyio
+async def test_twenty_claimers_over_two_replicas_take_each_ready_task_exactly_once(
+    replicas: list[Replica], mint: Callable[..., str], database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = mint("alice", lifetime=3600)
+    taken: list[tuple[int, str, int]] = []  # (task id, claim id, replica)
+    empty: list[dict[str, Any]] = []
+    go = anyio.Event()
+
+    async def claim_until_none(client: Client, replica: int) -> None:
+        await go.wait()
+        while True:
+            answer = await call(client, "claim_task", {})
+            if answer["task"] is None:
+                empty.append(answer)
+                return
+            taken.append((answer["task"]["id"], answer["claim"]["claim_id"], replica))
+
+    async with AsyncExitStack() as stack:
+        clients = [  # claimer i talks to replica i % 2 only
+            await stack.enter_async_context(connect(replicas[i % 2].mcp, token)) for i in range(CLAIMERS)
+        ]
+        made = await call(clients[0], "create_tasks", {"tasks": [{"title": f"Step {n}"} for n in range(READY_TASKS)]})
+        assert len(made["tasks"]) == READY_TASKS
+        async with anyio.create_task_group() as tg:
+            for i, client in enumerate(clients):
+                tg.start_soon(claim_until_none, client, i % 2)
+            await anyio.sleep(0.05)
+            started = time.perf_counter()
+            go.set()
+        elapsed = time.perf_counter() - started
+        for client in clients[:2]:  # nothing is left, whichever replica is asked
+            late = await call(client, "claim_task", {})
+            assert (late["task"], late["claim"], late["change_id"]) == (None, None, None)
+            assert (await call(client, "list_tasks", {"ready": True}))["total"] == 0
+
+    ids = [task_id for task_id, _, _ in taken]
+    duplicates = len(ids) - len(set(ids))
+    backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    with capsys.disabled():
+        print(
+            f"\nclaims over two replicas [{backend}]: {CLAIMERS} SDK clients over Streamable HTTP, "
+            f"{READY_TASKS} ready tasks: {len(taken)} claims in {elapsed:.2f} s "
+            f"({len(taken) / elapsed:.0f} claims/s; {sum(r == 0 for *_, r in taken)} via A, "
+            f"{sum(r == 1 for *_, r in taken)} via B), duplicates: {duplicates}"
+        )
+    assert sorted(ids) == list(range(1, READY_TASKS + 1))  # each task exactly once, across both replicas
+    assert duplicates == 0
+    assert len({claim_id for _, claim_id, _ in taken}) == READY_TASKS
+    assert len(empty) == CLAIMERS
+    assert all((a["task"], a["claim"], a["change_id"]) == (None, None, None) for a in empty)
