@@ -215,7 +215,6 @@ async def test_a_chain_is_ready_one_link_at_a_time_and_reopening_blocks_again(
         assert blocked(await alice.task(2))
 
 
-@pytest.mark.xfail(strict=True, reason="the refusal names #1 → #3 → #1 and leaves out #2, a link of the cycle")
 async def test_a_cycle_through_update_tasks_is_refused_naming_it_and_changes_nothing(
     app: TaskMcp, mint: Callable[..., str]
 ) -> None:
@@ -237,7 +236,6 @@ async def test_a_cycle_through_update_tasks_is_refused_naming_it_and_changes_not
         assert [await alice.task(n) for n in (1, 2, 3)] == before
 
 
-@pytest.mark.xfail(strict=True, reason="update_tasks checks each item's links against the stored state")
 async def test_update_tasks_checks_links_on_the_final_state_of_the_whole_call(
     app: TaskMcp, mint: Callable[..., str]
 ) -> None:

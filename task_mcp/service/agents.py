@@ -288,8 +288,9 @@ class AgentTasks(TaskWrites):
         workspace: str | None = None,
         receipt: Receipt | None = None,
     ) -> list[TaskOut]:
-        """Apply 1-100 updates, all or nothing, as one change; rules are checked as each applies, so
-        on the final state. `dry_run` answers the same and changes nothing (the transaction is rolled back).
+        """Apply 1-100 updates, all or nothing, as one change; each item's rules are checked as it
+        applies, and blocker cycles once every item is stored, so on the final state. `dry_run`
+        answers the same and changes nothing (the transaction is rolled back).
 
         Raises:
             InvalidArgumentError: not 1-100 updates, the same task twice, or an item's own argument error.
@@ -315,14 +316,21 @@ class AgentTasks(TaskWrites):
         def run(conn: Connection) -> tuple[list[TaskOut], int | None]:
             now = self._clock()
             rows, touches = [], []
+            deferred: list[tuple[int, list[int]]] = []  # blocker cycles: checked on the final state
             for i, (task_id, changes) in enumerate(updates):
                 try:
-                    row, touch = self._apply(conn, ws, who, task_id, changes, now)
+                    row, touch = self._apply(conn, ws, who, task_id, changes, now, deferred_cycles=deferred)
                 except TaskMcpError as exc:
                     raise type(exc)(f"updates[{i}] (task {task_id}): {exc.message}") from None
                 rows.append(row)
                 if touch is not None:
                     touches.append(touch)
+            for number, blockers in deferred:
+                try:
+                    links.check_blockers(conn, ws, number, blockers)
+                except TaskMcpError as exc:
+                    i = seen[number]
+                    raise type(exc)(f"updates[{i}] (task {number}): {exc.message}") from None
             tasks = links.outs(conn, ws.key, rows, now)
             if dry_run:
                 raise _DryRun(tasks)

@@ -134,7 +134,7 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
 def _cycle(conn: Connection, owner: str, number: int, blockers: Sequence[int], reached: set[int]) -> str:
     # The stored links among the tasks reached, then a breadth-first path back to `number`.
     edges: dict[int, list[int]] = {}
-    for task, blocker in conn.execute(LINKS_AMONG, {"owner": owner, "numbers": sorted(reached)}):
+    for task, blocker in conn.execute(LINKS_AMONG, {"owner": owner, "numbers": sorted(reached | set(blockers))}):
         edges.setdefault(task, []).append(blocker)
     previous: dict[int, int] = {b: number for b in blockers}
     queue = list(blockers)

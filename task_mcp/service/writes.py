@@ -128,9 +128,21 @@ class TaskWrites:
         return task, journal.record(conn, ws, who, tool, [touch], now) if touch is not None else None
 
     def _apply(
-        self, conn: Connection, ws: Workspace, who: Caller, task_id: int, changes: TaskUpdate, now: dt.datetime
+        self,
+        conn: Connection,
+        ws: Workspace,
+        who: Caller,
+        task_id: int,
+        changes: TaskUpdate,
+        now: dt.datetime,
+        *,
+        deferred_cycles: list[tuple[int, list[int]]] | None = None,
     ) -> tuple[Row[Any], Touch | None]:
-        """Apply one update on `conn`; the row after it and its journal touch (None: nothing changed)."""
+        """Apply one update on `conn`; the row after it and its journal touch (None: nothing changed).
+
+        With `deferred_cycles`, the blocker-cycle check of this update is left to the caller (which runs
+        it once every update of a bulk call is stored, so it sees the final state): `(task, blockers)`
+        is appended there instead."""
         row = store.live_row(conn, ws, task_id, lock=True)
         if changes.expected_version is not None and changes.expected_version != row.version:
             raise ConflictError(
@@ -158,7 +170,13 @@ class TaskWrites:
         elif "assignee" in changes.clear:
             after["assignee"] = None
         if changes.blocked_by is not None:
-            links.check_blockers(conn, ws, row.number, changes.blocked_by)
+            if deferred_cycles is None:
+                links.check_blockers(conn, ws, row.number, changes.blocked_by)
+            else:  # the blockers themselves now, the cycle on the final state
+                if row.number in changes.blocked_by:
+                    links.check_blockers(conn, ws, row.number, changes.blocked_by)  # names the self-reference
+                links.check_blockers(conn, ws, None, changes.blocked_by)
+                deferred_cycles.append((row.number, list(changes.blocked_by)))
             after["blocked_by"] = links.joined(changes.blocked_by)
         elif "blocked_by" in changes.clear:
             after["blocked_by"] = ""
