@@ -1,4 +1,4 @@
-"""task_mcp: an MCP server that gives AI agents a personal task list, and the library behind it.
+"""task_mcp: an MCP server that gives AI agents task lists (personal and shared), and the library behind it.
 
 The public API is what `__all__` names. `TaskService` holds every rule about tasks and can serve
 your own routes too; `Settings`/`load_settings` configure it; the errors are what it raises.

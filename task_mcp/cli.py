@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="task-mcp", description="An MCP server that gives AI agents a personal task list."
+        prog="task-mcp", description="An MCP server that gives AI agents task lists: personal, and shared by teams."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="serve MCP over stdio (the default) or Streamable HTTP")
