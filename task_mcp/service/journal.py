@@ -11,8 +11,6 @@ has columns of its own, so a subtree delete journals its tasks with one INSERT .
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
@@ -22,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+import task_mcp.service.cursors as cursors
 from task_mcp.dates import format_instant
 from task_mcp.errors import InvalidArgumentError
 from task_mcp.models import CHANGE_TASKS, CHANGES, TASK_COUNTERS, TASKS
@@ -249,8 +248,7 @@ class ChangePage:
 
 
 def _cursor(change_id: int, fingerprint: str) -> str:
-    data = json.dumps({"c": change_id, "f": fingerprint}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+    return cursors.encode({"c": change_id, "f": fingerprint})
 
 
 def _after(cursor: str | None, fingerprint: str) -> int | None:
@@ -260,13 +258,7 @@ def _after(cursor: str | None, fingerprint: str) -> int | None:
         "cursor: not a next_cursor from this list of changes. Pass next_cursor unchanged, with the same "
         "task_id and by, or leave cursor out to start from the newest change."
     )
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise bad from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint:
-        raise bad
-    change = data.get("c")
+    change = cursors.decode(cursor, fingerprint, bad).get("c")
     if type(change) is not int or not 0 < change < 2**31:
         raise bad
     return change

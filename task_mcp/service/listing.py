@@ -7,8 +7,6 @@ row's sort key and id, plus a fingerprint of the filters), valid on any replica.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -18,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, func, or_, select, tuple_
 
+import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
@@ -267,7 +266,7 @@ class TaskList:
         key: Any
         if self.sort == "ready":
             due = ready_key(task)[2]
-            return _encode_cursor({"p": task.priority, "k": due, "n": task.number, "f": self.fingerprint})
+            return cursors.encode({"p": task.priority, "k": due, "n": task.number, "f": self.fingerprint})
         if self.sort == "due":
             dated = task.due_at is not None or task.due_date is not None
             key = self._due_key(task).isoformat() if dated else None
@@ -276,16 +275,12 @@ class TaskList:
         else:
             column = {"created": "created_at", "updated": "updated_at", "deleted": "deleted_at"}[self.sort]
             key = getattr(task, column).isoformat()
-        return _encode_cursor({"k": key, "n": task.number, "f": self.fingerprint})
+        return cursors.encode({"k": key, "n": task.number, "f": self.fingerprint})
 
 
 def _query_fingerprint(query: TaskQuery, sort: str) -> str:
     shape = query.model_dump(exclude={"cursor", "limit", "include_description"}, mode="json") | {"sort": sort}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneInfo) -> dict[str, Any] | None:
@@ -295,11 +290,8 @@ def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneIn
         "cursor: not a next_cursor from this list. Pass next_cursor unchanged, with the same filters "
         "and sort as the call that returned it, or leave cursor out to start from the first page."
     )
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise bad from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint or "k" not in data:
+    data = cursors.decode(cursor, fingerprint, bad)
+    if "k" not in data:
         raise bad  # "k" may be null (an undated task under sort=due), never missing
     # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
     key, number = data.get("k"), data.get("n")
