@@ -6,8 +6,12 @@ STAMP := $(VENV)/.installed
 # The real Better Auth server (Node) that tests/test_better_auth.py runs against.
 BETTER_AUTH := tests/better_auth
 BETTER_AUTH_STAMP := $(BETTER_AUTH)/node_modules/.installed
+# The board's host harness (ext-apps AppBridge, MCP TypeScript SDK, playwright-core) that
+# tests/test_board.py drives in Debian's headless Chromium.
+BOARD_E2E := tests/board
+BOARD_E2E_STAMP := $(BOARD_E2E)/node_modules/.installed
 
-.PHONY: demo test lint bench clean board board-e2e
+.PHONY: demo test lint bench clean board board-e2e board-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +23,14 @@ $(BETTER_AUTH_STAMP): $(BETTER_AUTH)/package-lock.json
 	npm ci --prefix $(BETTER_AUTH) --no-audit --no-fund
 	touch $@
 
+$(BOARD_E2E_STAMP): $(BOARD_E2E)/package-lock.json
+	npm ci --prefix $(BOARD_E2E) --no-audit --no-fund
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/task-mcp demo
 
-test: $(STAMP) $(BETTER_AUTH_STAMP)
+test: $(STAMP) $(BETTER_AUTH_STAMP) $(BOARD_E2E_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -35,7 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(BETTER_AUTH)/node_modules
+	rm -rf $(VENV) .pytest_cache $(BETTER_AUTH)/node_modules $(BOARD_E2E)/node_modules
 
 # The task board (MCP App, DESIGN §13): rebuilds the committed task_mcp/ui/board.html from ui/board.
 board:
@@ -44,6 +52,11 @@ board:
 
 # The board in headless Chromium (Debian's chromium) under the ext-apps host bridge, against a real
 # `task-mcp serve --transport http` with a fresh database; screenshots go to tests/board/out/.
-board-e2e: $(STAMP)
-	npm ci --prefix tests/board --no-audit --no-fund
-	$(BIN)/python tests/board/serve.py -- node tests/board/run.mjs
+board-e2e: $(STAMP) $(BOARD_E2E_STAMP)
+	$(BIN)/python tests/board/serve.py -- node tests/board/run.mjs --out tests/board/out
+
+# The README's screenshots (docs/board-*.png): the seeded board before any click, light and dark.
+board-screenshots: $(STAMP) $(BOARD_E2E_STAMP)
+	TASK_MCP_E2E_ACTIONS=0 $(BIN)/python tests/board/serve.py -- node tests/board/run.mjs --out docs
+	TASK_MCP_E2E_ACTIONS=0 TASK_MCP_E2E_THEME=dark TASK_MCP_E2E_NAME=board-dark \
+		$(BIN)/python tests/board/serve.py -- node tests/board/run.mjs --out docs

@@ -4,9 +4,11 @@
 // MCP TypeScript SDK in this Node process (so the page makes no cross-origin requests).
 //
 // It seeds a few tasks (unless TASK_MCP_E2E_SEED=0), calls list_tasks, shows the result on the
-// board, clicks "Complete" on one open task, waits until the board shows it completed, and saves
-// screenshots at 320 px and 1280 px. It exits non-zero with a message when the board shows an
-// error (or, in expect-error mode, when it does not show the expected one).
+// board, changes a priority, reopens a task and clicks "Complete" on one open task, waiting each
+// time until the board shows what the server answered; then it lays the board out at 320 px and
+// 1280 px (screenshots on request). It exits non-zero with a message when the board shows an error
+// (or, in expect-error mode, when it does not show the expected one). With TASK_MCP_E2E_REPORT it
+// writes what it saw as JSON, for tests/test_board.py to check.
 //
 // The server, one of:
 //   TASK_MCP_E2E_URL       Streamable HTTP endpoint, e.g. http://127.0.0.1:8765/mcp
@@ -15,18 +17,24 @@
 // Tokens:
 //   TASK_MCP_E2E_TOKEN       bearer token (HTTP) or launch token (stdio) for listing and seeding
 //   TASK_MCP_E2E_BAD_TOKEN   expect-error mode: the token the board's click goes out with
+//   TASK_MCP_E2E_BAD_TRANSPORT  stdio: send that click through a stdio server launched with the bad
+//                              token (it answers `unauthenticated:` as a tool result, as an IDE
+//                              would after its token expired); default: like the listing client
 // Options:
 //   TASK_MCP_E2E_EXPECT_ERROR  text the board must show (e.g. "unauthenticated:"); the click is
 //                              sent with TASK_MCP_E2E_BAD_TOKEN if set; if list_tasks itself
 //                              fails, the board must show that error instead
-//   TASK_MCP_E2E_SCREENSHOTS   directory for the PNGs (default tests/board/out), or --out DIR
+//   TASK_MCP_E2E_SCREENSHOTS   directory for the PNGs, or --out DIR (none unless given; a failure's
+//                              screenshot goes to tests/board/out)
+//   TASK_MCP_E2E_REPORT        file to write the JSON report to
+//   TASK_MCP_E2E_ACTIONS       0 to show the list without clicking anything
 //   TASK_MCP_E2E_NAME          file name prefix (default "board", "board-error" when expecting one)
 //   TASK_MCP_E2E_THEME         light (default) or dark: the host theme and prefers-color-scheme
 //   TASK_MCP_E2E_BOARD         board HTML (default task_mcp/ui/board.html)
 //   TASK_MCP_E2E_SEED          0 to list what is there without creating tasks
 //   TASK_MCP_E2E_CHROMIUM      browser binary (default /usr/bin/chromium)
 //   TASK_MCP_E2E_TIMEOUT_MS    per wait (default 15000)
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -44,7 +52,11 @@ const { values: args } = parseArgs({ options: { out: { type: "string" } } });
 
 const expectError = env.TASK_MCP_E2E_EXPECT_ERROR || "";
 const theme = env.TASK_MCP_E2E_THEME === "dark" ? "dark" : "light";
-const outDir = path.resolve(args.out || env.TASK_MCP_E2E_SCREENSHOTS || path.join(here, "out"));
+const shotDir = args.out || env.TASK_MCP_E2E_SCREENSHOTS ? path.resolve(args.out || env.TASK_MCP_E2E_SCREENSHOTS) : null;
+const failureDir = shotDir ?? path.join(here, "out");
+const actions = env.TASK_MCP_E2E_ACTIONS !== "0";
+/** What the board showed, for tests/test_board.py (TASK_MCP_E2E_REPORT). */
+const report = { theme, initial: null, final: null, server: {}, error: null, layout: {} };
 const name = env.TASK_MCP_E2E_NAME || (expectError ? "board-error" : "board");
 const boardPath = path.resolve(env.TASK_MCP_E2E_BOARD || path.join(root, "task_mcp/ui/board.html"));
 const timeout = Number(env.TASK_MCP_E2E_TIMEOUT_MS || 15000);
@@ -57,10 +69,10 @@ const fail = (message) => {
 
 // ---- the MCP side (Node) -------------------------------------------------------------------------
 
-async function connect(token, label) {
+async function connect(token, label, { stdio = false } = {}) {
   const client = new Client({ name: `task-mcp-board-e2e-${label}`, version: "1.0.0" });
   let transport;
-  if (env.TASK_MCP_E2E_URL) {
+  if (env.TASK_MCP_E2E_URL && !stdio) {
     transport = new StreamableHTTPClientTransport(new URL(env.TASK_MCP_E2E_URL), {
       requestInit: { headers: { Authorization: `Bearer ${token}` } },
     });
@@ -155,7 +167,7 @@ async function main() {
     let actionClient;
     const clientForClicks = () => {
       if (!(expectError && env.TASK_MCP_E2E_BAD_TOKEN)) return client;
-      actionClient ??= connect(env.TASK_MCP_E2E_BAD_TOKEN, "bad").then((c) => {
+      actionClient ??= connect(env.TASK_MCP_E2E_BAD_TOKEN, "bad", { stdio: env.TASK_MCP_E2E_BAD_TRANSPORT === "stdio" }).then((c) => {
         closers.unshift(() => c.close());
         return c;
       });
@@ -203,6 +215,8 @@ async function main() {
     const want = tasks.map((t) => t.id);
     if (shown.length !== want.length || !want.every((id) => shown.includes(id)))
       fail(`the board shows tasks ${JSON.stringify(shown)}, list_tasks answered ${JSON.stringify(want)}`);
+    report.initial = await observe(frame);
+    if (!actions) return await finish(page, null, "showing the list");
 
     if (seeded && !expectError) {
       // Change a priority and reopen a task through the board; each must show what the server answered.
@@ -232,8 +246,8 @@ async function main() {
   } catch (err) {
     if (messages.length) console.error(messages.join("\n"));
     if (page) {
-      const file = path.join(outDir, `${name}-failure.png`);
-      await mkdir(outDir, { recursive: true });
+      const file = path.join(failureDir, `${name}-failure.png`);
+      await mkdir(failureDir, { recursive: true });
       await page.screenshot({ path: file, fullPage: true }).then(() => console.error(`screenshot of the failure: ${file}`), () => {});
     }
     throw err;
@@ -245,6 +259,34 @@ async function main() {
 async function expectServer(client, id, field, value) {
   const got = (await client.callTool({ name: "get_task", arguments: { task_id: id } })).structuredContent?.task?.[field];
   if (got !== value) fail(`the board changed #${id}'s ${field} to ${value}, but get_task says ${got}`);
+  report.server[id] = { ...report.server[id], [field]: got };
+}
+
+/** The board as a person sees it: its groups and rows, the error box, colors and what overflows. */
+function observe(frame) {
+  return frame.locator("html").evaluate(() => {
+    const groups = {};
+    for (const group of document.querySelectorAll("[data-group]"))
+      groups[group.dataset.group] = [...group.querySelectorAll("li.task")].map((li) => ({
+        id: Number(li.dataset.taskId),
+        status: li.dataset.status,
+        title: li.querySelector(".title")?.textContent ?? "",
+      }));
+    const error = document.getElementById("error");
+    const colorsOf = (el) => el && { color: getComputedStyle(el).color, background: getComputedStyle(el).backgroundColor };
+    const width = document.documentElement.clientWidth;
+    const overflowing = [...document.body.querySelectorAll("*")]
+      .filter((el) => el.getBoundingClientRect().right > width + 0.5)
+      .map((el) => `${el.tagName.toLowerCase()}${el.className ? `.${String(el.className).split(" ").join(".")}` : ""}`);
+    return {
+      groups,
+      error: error.hidden ? null : error.innerText,
+      colors: { body: colorsOf(document.body), title: colorsOf(document.querySelector(".title")), chip: colorsOf(document.querySelector(".chip")) },
+      width,
+      scrollWidth: document.documentElement.scrollWidth,
+      overflowing,
+    };
+  });
 }
 
 async function settledHeight(page) {
@@ -259,7 +301,9 @@ async function settledHeight(page) {
 }
 
 async function finish(page, errorText, what) {
-  await mkdir(outDir, { recursive: true });
+  const frame = page.frameLocator("#frame");
+  report.final = await observe(frame);
+  report.error = errorText;
   const files = [];
   for (const width of [320, 1280]) {
     await page.setViewportSize({ width, height: 900 });
@@ -268,10 +312,15 @@ async function finish(page, errorText, what) {
     const height = await settledHeight(page);
     await page.setViewportSize({ width, height: Math.max(height, 200) });
     await page.waitForTimeout(200);
-    const file = path.join(outDir, `${name}-${width}.png`);
+    const { scrollWidth, overflowing } = await observe(frame);
+    report.layout[width] = { scrollWidth, overflowing };
+    if (!shotDir) continue;
+    await mkdir(shotDir, { recursive: true });
+    const file = path.join(shotDir, `${name}-${width}.png`);
     await page.locator("#frame").screenshot({ path: file });
     files.push(file);
   }
+  if (env.TASK_MCP_E2E_REPORT) await writeFile(env.TASK_MCP_E2E_REPORT, JSON.stringify(report, null, 2));
   if (errorText !== null) {
     if (!expectError) fail(`the board shows an error after ${what}: ${errorText}`);
     if (!errorText.includes(expectError)) fail(`expected the board to show "${expectError}" after ${what}, it shows: ${errorText}`);

@@ -21,6 +21,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from task_mcp.testing import JwksServer, SigningKey
@@ -54,11 +56,10 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # so the `finally` below stops the server
 
 
-def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, _exit_on_signal)  # also when started in the background (SIGINT ignored)
-    command = argv[argv.index("--") + 1 :] if "--" in argv else []
-    task_mcp = ROOT / ".venv" / "bin" / "task-mcp"
+@contextmanager
+def running_server(task_mcp: Path = ROOT / ".venv" / "bin" / "task-mcp") -> Iterator[dict[str, str]]:
+    """A `task-mcp serve --transport http` on a free port with a fresh database, trusting a loopback
+    JWKS; yields the TASK_MCP_E2E_* variables (and settings) run.mjs needs to reach it."""
     with JwksServer() as jwks, tempfile.TemporaryDirectory(prefix="task-mcp-board-") as tmp:
         settings = {
             "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
         )
         try:
             wait_until_up(url, server)
-            e2e = {
+            yield {
                 **settings,
                 "TASK_MCP_E2E_URL": url,
                 "TASK_MCP_E2E_TOKEN": jwks.mint(lifetime=3600),
@@ -82,19 +83,26 @@ def main(argv: list[str]) -> int:
                 ),
                 "TASK_MCP_E2E_COMMAND": f"{task_mcp} serve",  # run.mjs splits it at spaces
             }
-            if not command:
-                for key, value in e2e.items():
-                    print(f"export {key}={shlex.quote(value)}")
-                sys.stdout.flush()
-                server.wait()
-                return server.returncode
-            return subprocess.call(command, env={**os.environ, **e2e})
         finally:
             server.terminate()
             try:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)  # also when started in the background (SIGINT ignored)
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    with running_server() as e2e:
+        if command:
+            return subprocess.call(command, env={**os.environ, **e2e})
+        for key, value in e2e.items():
+            print(f"export {key}={shlex.quote(value)}")
+        sys.stdout.flush()
+        signal.pause()  # serve until interrupted
+    return 0
 
 
 if __name__ == "__main__":
