@@ -5,6 +5,10 @@ scope, validate the arguments, call the tool's `TaskService` method on a worker 
 its answer (`tools.py`). Every failure becomes an `isError` result whose text starts with its code,
 in one place: `error_result`.
 
+Prompts (`prompts.py`) and resources (`resources.py`: the board, `task://{workspace}/{id}`) are
+served here too; a task read goes through `get_task`, and a failed prompt or read is a JSON-RPC
+error whose message is the same `<code>: ...` text.
+
 Transports supply the `Identity`: stdio and in-memory clients use `StdioIdentity` (the credential
 order of `credentials.StdioCredentials`); the Streamable HTTP app (`http.py`, which builds on this
 module) supplies the principal its bearer verifier checked.
