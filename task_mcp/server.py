@@ -5,6 +5,10 @@ scope, validate the arguments, call the tool's `TaskService` method on a worker 
 its answer (`tools.py`). Every failure becomes an `isError` result whose text starts with its code,
 in one place: `error_result`.
 
+Prompts (`prompts.py`) and resources (`resources.py`: the board, `task://{workspace}/{id}`) are
+served here too; a task read goes through `get_task`, and a failed prompt or read is a JSON-RPC
+error whose message is the same `<code>: ...` text.
+
 Transports supply the `Identity`: stdio and in-memory clients use `StdioIdentity` (the credential
 order of `credentials.StdioCredentials`); the Streamable HTTP app (`http.py`, which builds on this
 module) supplies the principal its bearer verifier checked.
@@ -12,6 +16,7 @@ module) supplies the principal its bearer verifier checked.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,15 +24,26 @@ from functools import partial
 from typing import Any, Protocol
 
 import anyio
+from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
     CallToolRequestParams,
     CallToolResult,
+    GetPromptRequestParams,
+    GetPromptResult,
+    ListPromptsResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
     ListToolsResult,
     PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
     TextContent,
+    TextResourceContents,
     Tool,
 )
 from pydantic import ValidationError
@@ -45,6 +61,8 @@ from task_mcp.errors import (
     UnauthenticatedError,
 )
 from task_mcp.principal import Principal
+from task_mcp.prompts import get_prompt, mcp_prompt, offered_prompts
+from task_mcp.resources import BOARD, BOARD_MIME, BOARD_URI, TASK, TASK_MIME, board_html, parse_task_uri, tools_meta
 from task_mcp.service import TaskService
 from task_mcp.service.journal import Receipt
 from task_mcp.service.workspaces import Caller, resolve
@@ -128,6 +146,13 @@ def error_result(error: TaskMcpError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=str(error))], is_error=True)
 
 
+def rpc_error(text: str) -> MCPError:
+    """A failed prompt or resource request: a JSON-RPC error whose message is our `<code>: ...` text.
+    Bad input and unknown names are invalid params (as MCP says of an unknown resource), the rest internal."""
+    code = INVALID_PARAMS if text.startswith(("not_found:", "invalid_argument:")) else INTERNAL_ERROR
+    return MCPError(code, text)
+
+
 def _unexpected(name: str, *, changed: bool | None) -> InternalError:
     """An exception no rule expected, already logged; say "nothing was changed" only when that is true."""
     if changed is False:
@@ -161,6 +186,9 @@ class TaskMcp:
             s.name: s for s in offered(settings.offered_toolsets, read_only=settings.read_only)
         }
         self.tools: list[Tool] = [mcp_tool(s) for s in self.specs.values()]
+        self.prompts = offered_prompts(self.specs)
+        # What list_tasks results carry for the board: the actions it may show (None: all of them).
+        self.list_meta = tools_meta(frozenset(self.specs))
 
     def migrate(self) -> None:
         migrate(self.database)
@@ -200,12 +228,34 @@ class TaskMcp:
                 structured = {"change_id": receipt.change_id, **structured}
             if spec.names_workspace:
                 structured = {"workspace": resolve(caller, args.workspace).label, **structured}
-            return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+            meta = self.list_meta if name == "list_tasks" else None
+            return CallToolResult(
+                content=[TextContent(type="text", text=text)], structured_content=structured, meta=meta
+            )
         except TaskMcpError as exc:
             return error_result(exc)
         except Exception:
             logger.exception("tool %s failed unexpectedly", name)
             return error_result(_unexpected(name, changed=changed))
+
+    async def read_resource(
+        self, uri: str, meta: Mapping[str, Any] | None, identity: Identity, client_name: str | None = None
+    ) -> ReadResourceResult:
+        """The board, or one task through `get_task` (so a read is authorized exactly like that call).
+        A failed read raises `MCPError` whose message is the text `get_task` would answer."""
+        if uri == BOARD_URI and "list_tasks" in self.specs:
+            return ReadResourceResult(contents=[TextResourceContents(uri=uri, mime_type=BOARD_MIME, text=board_html())])
+        try:
+            workspace, task_id = parse_task_uri(uri)
+        except TaskMcpError as exc:
+            raise rpc_error(str(exc)) from None
+        result = await self.call_tool(
+            "get_task", {"task_id": task_id, "workspace": workspace}, meta, identity, client_name
+        )
+        if result.is_error:
+            raise rpc_error("\n".join(c.text for c in result.content if isinstance(c, TextContent)))
+        data = json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":"))
+        return ReadResourceResult(contents=[TextResourceContents(uri=uri, mime_type=TASK_MIME, text=data)])
 
     def _not_offered(self, name: str) -> TaskMcpError:
         spec = next((s for s in TOOLS if s.name == name), None)
@@ -226,16 +276,46 @@ class TaskMcp:
         """The low-level MCP server over this app; `identity` says who calls (default: stdio's order)."""
         who = identity or self.stdio_identity
         tools = list(self.tools)
+        prompts = [mcp_prompt(p) for p in self.prompts]
 
         async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
             return ListToolsResult(tools=tools)
 
-        async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
+        def stdio_over_http(ctx: ServerRequestContext[Any]) -> bool:
             # `ctx.request` is the HTTP request on Streamable HTTP, None on stdio and in memory: the
             # stdio order (`_meta`, launch token) never stands in for a bearer header.
-            if ctx.request is not None and who is self.stdio_identity:
+            return ctx.request is not None and who is self.stdio_identity
+
+        async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
+            if stdio_over_http(ctx):
                 return error_result(UnauthenticatedError(_NOT_STDIO))
             return await self.call_tool(params.name, params.arguments or {}, dict(params.meta or {}), who, _client(ctx))
+
+        async def list_prompts(
+            ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+        ) -> ListPromptsResult:
+            return ListPromptsResult(prompts=prompts)
+
+        async def get(ctx: ServerRequestContext[Any], params: GetPromptRequestParams) -> GetPromptResult:
+            try:
+                return get_prompt(params.name, params.arguments, self.specs)
+            except TaskMcpError as exc:
+                raise rpc_error(str(exc)) from None
+
+        async def list_resources(
+            ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+        ) -> ListResourcesResult:
+            return ListResourcesResult(resources=[BOARD] if "list_tasks" in self.specs else [])
+
+        async def list_templates(
+            ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+        ) -> ListResourceTemplatesResult:
+            return ListResourceTemplatesResult(resource_templates=[TASK] if "get_task" in self.specs else [])
+
+        async def read(ctx: ServerRequestContext[Any], params: ReadResourceRequestParams) -> ReadResourceResult:
+            if stdio_over_http(ctx) and params.uri != BOARD_URI:
+                raise rpc_error(str(UnauthenticatedError(_NOT_STDIO)))
+            return await self.read_resource(params.uri, dict(params.meta or {}), who, _client(ctx))
 
         return Server(
             "task-mcp",
@@ -243,6 +323,11 @@ class TaskMcp:
             instructions=INSTRUCTIONS,
             on_list_tools=list_tools,
             on_call_tool=call_tool,
+            on_list_prompts=list_prompts,
+            on_get_prompt=get,
+            on_list_resources=list_resources,
+            on_list_resource_templates=list_templates,
+            on_read_resource=read,
             # Without this the SDK runs list_tools on every HTTP tools/call to find one schema.
             get_tool_input_schema={tool.name: tool.input_schema for tool in tools}.get,
         )

@@ -72,6 +72,7 @@ class ToolSpec(Generic[A, R]):
     render: Callable[[A, R], tuple[dict[str, Any], str]]
     toolset: Toolset = "tasks"
     names_workspace: bool = True  # the result names the workspace it was served from
+    meta: dict[str, Any] | None = None  # the tool definition's `_meta` (list_tasks: the board it links)
 
 
 # --- What each tool does: call the service, then shape the result ---------------------------------
@@ -201,6 +202,7 @@ def mcp_tool(spec: ToolSpec[Any, Any]) -> Tool:
             idempotent_hint=spec.idempotent,
             open_world_hint=False,
         ),
+        meta=spec.meta,
     )
 
 

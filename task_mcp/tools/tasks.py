@@ -9,6 +9,7 @@ from pydantic import BaseModel, WithJsonSchema
 from pydantic import Field as PField
 
 from task_mcp.models import MAX_ID, IdempotencyKeyStr, TaskCreate, TaskId, TaskOut, TaskQuery, TaskUpdate
+from task_mcp.resources import BOARD_TOOL_META
 from task_mcp.service import TaskService
 from task_mcp.service.journal import Receipt
 from task_mcp.service.listing import TaskPage
@@ -197,6 +198,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         idempotent=True,
         call=_list,
         render=_render_list,
+        meta=BOARD_TOOL_META,
     ),
     ToolSpec(
         "get_task",
