@@ -135,13 +135,14 @@ _FOLD = (
     "created_by = owner_id"
 )
 
-# One task_tags row per tag in the `tags` column (at most two here).
+# One task_tags row per tag in the `tags` column (at most two here), with its copy of the task's keys.
 _TAG_ROWS = """
-INSERT INTO task_tags (task_pk, tag, owner_id)
-SELECT pk, CASE number % 4 WHEN 0 THEN 'work' WHEN 1 THEN 'home' ELSE 'errands' END, owner_id
+INSERT INTO task_tags (task_pk, tag, owner_id, status, priority, number, created_at, deleted_at)
+SELECT pk, CASE number % 4 WHEN 0 THEN 'work' WHEN 1 THEN 'home' ELSE 'errands' END, owner_id,
+       status, priority, number, created_at, deleted_at
   FROM tasks WHERE number % 4 <> 3
 UNION ALL
-SELECT pk, 'q3', owner_id FROM tasks WHERE number % 10 = 0
+SELECT pk, 'q3', owner_id, status, priority, number, created_at, deleted_at FROM tasks WHERE number % 10 = 0
 """
 _COUNTERS = (
     "INSERT INTO task_counters (owner_id, last_number) SELECT owner_id, max(number) FROM tasks GROUP BY owner_id"
@@ -161,10 +162,21 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
         try:
             conn.execute("PRAGMA cache_size = -400000")  # 400 MB: keeps the index inserts in memory
             conn.execute("BEGIN")
+            # Like PostgreSQL's indexes below: the triggers that keep the text index and the tag rows'
+            # copies in step row by row are set aside, and the index is built once from all rows.
+            triggers = conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                "AND name IN ('tasks_search_insert', 'tasks_search_update', 'task_tags_fill')"
+            ).fetchall()
+            for name, _ in triggers:
+                conn.execute(f'DROP TRIGGER "{name}"')
             conn.execute(f"INSERT INTO tasks ({_COLUMNS}) {_SQLITE_ROWS}", {"total": total, "users": users})
             conn.execute(_FOLD)
             conn.execute(_TAG_ROWS)
             conn.execute(_COUNTERS)
+            conn.execute("INSERT INTO task_search (task_search) VALUES ('rebuild')")
+            for _, definition in triggers:
+                conn.execute(definition)
             conn.execute("COMMIT")
             conn.execute("ANALYZE")
         finally:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, Index, Row, String, Table, UnicodeText, UniqueConstraint, text
+from sqlalchemy import Column, Index, Integer, MetaData, Row, String, Table, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from task_mcp.columns import KEY_LENGTH as KEY_LENGTH
@@ -115,12 +115,24 @@ class Task(SQLModel, table=True):
 
 
 class TaskTag(SQLModel, table=True):
+    """One row per tag of a task. It carries a copy of its task's list keys, filled and kept equal
+    to the task by triggers (migration 0008), so a tag page and its total are one index range."""
+
     __tablename__ = "task_tags"
-    __table_args__ = (Index("ix_task_tags_owner_tag", "owner_id", "tag", "task_pk"),)
+    __table_args__ = (
+        Index("ix_task_tags_owner_tag", "owner_id", "tag", "task_pk"),
+        _live_index("ix_task_tags_page", "owner_id", "tag", "created_at", "number", "status", "priority", "deleted_at"),
+    )
 
     task_pk: int = Field(foreign_key="tasks.pk", primary_key=True, ondelete="CASCADE")
     tag: str = Field(primary_key=True, max_length=40)
     owner_id: str = Field(max_length=KEY_LENGTH)
+    # Copies of the task's columns (set by the database, never by the service).
+    status: str | None = Field(default=None, max_length=16)
+    priority: int | None = None
+    number: int | None = None
+    created_at: dt.datetime | None = _utc_column(nullable=True)
+    deleted_at: dt.datetime | None = _utc_column(nullable=True)
 
 
 class TaskCounter(SQLModel, table=True):
@@ -170,6 +182,9 @@ TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
 TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
 IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
 WORKSPACE_MEMBERS: Table = SQLModel.metadata.tables["workspace_members"]
+# SQLite only: the FTS5 trigram index over the folded title and description (migration 0008),
+# rowid = tasks.pk. Its own metadata, so it is never created as a plain table.
+TASK_SEARCH: Table = Table("task_search", MetaData(), Column("rowid", Integer), Column("task_search", UnicodeText()))
 
 
 def fold(value: str | None) -> str:

@@ -97,7 +97,7 @@ def test_a_database_made_by_0001_to_0003_keeps_every_id_tag_key_and_field_in_per
             ).all()
 
         migrate(database)
-        assert current_revision(database) == head_revision() == "0007"
+        assert current_revision(database) == head_revision() == "0008"
         with database.engine.connect() as conn:
             rows_after = conn.execute(
                 text("SELECT owner_id, number, title, status, version, parent_number, tags FROM tasks ORDER BY 1, 2")
@@ -127,6 +127,10 @@ def test_a_database_made_by_0001_to_0003_keeps_every_id_tag_key_and_field_in_per
         assert {t["id"]: t["tags"] for t in alice} == {4: [], 2: ["travel"], 1: ["travel", "family"]}
         assert [t.id for t in service.list_tasks("alice", TaskQuery(tags=["travel"], status="all")).tasks] == [2, 1]
         assert [t.id for t in service.list_tasks("alice", TaskQuery(text="istanbul")).tasks] == [4]
+        # 0008 indexed the existing rows: tag pages by status and the trigram search find them.
+        assert [t.id for t in service.list_tasks("alice", TaskQuery(tags=["travel"])).tasks] == [1]
+        assert [t.id for t in service.list_tasks("alice", TaskQuery(tags=["travel"], status="completed")).tasks] == [2]
+        assert [t.id for t in service.list_tasks("alice", TaskQuery(text="the TRIP")).tasks] == [1]
         assert [t.id for t in service.list_tasks("alice", TaskQuery(parent_id=1, status="all")).tasks] == [4, 2]
         task = service.get_task("alice", 1)
         assert (task.created_by, task.assignee, task.due, task.priority) == ("alice", None, "2026-12-01", "high")

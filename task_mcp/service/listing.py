@@ -20,11 +20,12 @@ import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
+from task_mcp.models import PRIORITIES, TASK_SEARCH, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
 from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
 _T = TASKS.c
+_TT = TASK_TAGS.c
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TaskList:
         self.sort: str = "deleted" if trash_order else "ready" if ready_order else query.sort
         self.owner = ws.key
         self.zone = ZoneInfo(query.timezone)
+        self.first_tag: ColumnElement[bool] | None = None
         self.filters = self._filters()
         self.fingerprint = _query_fingerprint(query, self.sort)  # checks the cursor given, marks the one returned
         self.cursor = _decode_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
@@ -113,10 +115,8 @@ class TaskList:
             rows = self._due_rows() if self.sort == "due" else self._simple_rows()
         more = len(rows) > self.query.limit
         rows = rows[: self.query.limit]
-        if self.cursor is None and not more:
-            total = len(rows)  # the first page holds them all: no need to count
-        else:
-            total = self.conn.execute(select(func.count()).select_from(_TASKS).where(*self.filters)).scalar_one()
+        # The first page that holds them all needs no count.
+        total = len(rows) if self.cursor is None and not more else self.conn.execute(self._count()).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
         tasks = links.outs(self.conn, self.owner, rows, self.now)
         return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total, now=self.now)
@@ -134,13 +134,21 @@ class TaskList:
             where.append(_T.status == q.status)
         if q.priority:
             where.append(_T.priority.in_([PRIORITIES.index(p) for p in q.priority]))
-        for tag in q.tags or []:
+        for i, tag in enumerate(q.tags or []):
             tagged = select(TASK_TAGS.c.task_pk).where(TASK_TAGS.c.owner_id == self.owner, TASK_TAGS.c.tag == tag)
             where.append(_T.pk.in_(tagged))
+            if i == 0:
+                self.first_tag = where[-1]  # a page led by the tag's own rows leaves it out
         if q.text:
             # Case-folded copies, compared with a plain LIKE: the same answer on every database.
             needle = fold(q.text)
             where.append(or_(*(c.contains(needle, autoescape=True) for c in (_T.title_folded, _T.description_folded))))
+            if len(needle) >= 3 and self.conn.dialect.name == "sqlite":
+                # The trigram index narrows the rows the LIKE compares (PostgreSQL's pg_trgm indexes
+                # serve the LIKE itself). A phrase of trigrams is a substring: the same rows.
+                phrase = '"' + needle.replace('"', '""') + '"'
+                found = select(TASK_SEARCH.c.rowid).where(TASK_SEARCH.c.task_search.op("MATCH")(phrase))
+                where.append(_T.pk.in_(found))
         if q.due_after is not None or q.due_before is not None:
             where.append(self._due_range(q.due_after, q.due_before))
         if q.overdue:
@@ -159,6 +167,34 @@ class TaskList:
         if q.ready:
             where.append(links.ready_condition(self.now))
         return where
+
+    def _tag_keys(self) -> list[ColumnElement[bool]] | None:
+        """The first tag's conditions on its `task_tags` rows, which copy the task's list keys (status,
+        priority, deletion): None without a tag filter or for the trash."""
+        q = self.query
+        if not q.tags or q.status == "deleted":
+            return None
+        keys = [_TT.owner_id == self.owner, _TT.tag == q.tags[0], _TT.deleted_at.is_(None)]
+        if q.status != "all":
+            keys.append(_TT.status == q.status)
+        if q.priority:
+            keys.append(_TT.priority.in_([PRIORITIES.index(p) for p in q.priority]))
+        return keys
+
+    def _count(self) -> Select[Any]:
+        """The exact total. A tag with nothing but status and priority beside it is counted in the
+        tag's index range alone."""
+        q = self.query
+        keys = self._tag_keys()
+        others = (q.text, q.due_after, q.due_before, q.parent_id, self.assignee)
+        if (
+            keys is not None
+            and len(q.tags or []) == 1
+            and all(o is None for o in others)
+            and not (q.overdue or q.ready)
+        ):
+            return select(func.count()).select_from(TASK_TAGS).where(*keys)
+        return select(func.count()).select_from(_TASKS).where(*self.filters)
 
     def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:
         # A dated task's day [start, next start) in the zone overlaps [A, B] exactly when
@@ -193,6 +229,16 @@ class TaskList:
         }
         column: ColumnElement[Any] = columns[self.sort]
         stmt = select(_TASKS).where(*self.filters)
+        if self.sort == "created" and self._tag_keys() is not None:
+            # The first tag's rows, in their index's order: a page reads its own rows only.
+            column = _TT.created_at
+            filters = [f for f in self.filters if f is not self.first_tag]
+            stmt = select(_TASKS).join(TASK_TAGS, _TT.task_pk == _T.pk).where(*filters, *self._tag_keys() or [])
+            if self.cursor is not None:
+                key = dt.datetime.fromisoformat(self.cursor["k"])
+                stmt = stmt.where(tuple_(column, _TT.number) < tuple_(key, self.cursor["n"]))
+            stmt = stmt.order_by(column.desc(), _TT.number.desc()).limit(self.query.limit + 1)
+            return self._rows(stmt)
         if self.cursor is not None:
             key, number = self.cursor["k"], self.cursor["n"]
             if self.sort != "priority":
