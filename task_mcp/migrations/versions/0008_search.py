@@ -13,7 +13,7 @@
 Existing rows are filled in here.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from collections.abc import Sequence
