@@ -295,7 +295,7 @@ class TaskUpdate(_Input):
     timezone: Timezone | None = PField(default=None, description=AS_IN_CREATE)
     clear: list[ClearableField] = PField(default_factory=list, max_length=6, description="Fields to empty.")
     expected_version: int | None = PField(
-        default=None, ge=1, le=MAX_ID, description="Conflict unless the task is at this version."
+        default=None, ge=1, le=MAX_ID, description="Conflict unless the task has this version."
     )
 
     @field_validator("clear", mode="after")
@@ -316,7 +316,7 @@ class TaskQuery(_Input):
     assignee: Assignee | None = PField(default=None, description="'me', a user id, an email, or 'none'.")
     ready: bool = PField(default=False, description="Open, unblocked, unclaimed only.")
     sort: Sort = PField(
-        default="created", description="created/updated: newest first; due: soonest, undated last; priority."
+        default="created", description="created/updated: newest first; due: soonest, undated last."
     )
     limit: int = PField(default=20, ge=1, le=100, description="Page size.")
     cursor: str | None = PField(default=None, max_length=500, description="next_cursor of the previous page.")

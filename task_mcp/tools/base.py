@@ -33,7 +33,7 @@ WorkspaceName = Annotated[
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workspace: WorkspaceName | None = PField(default=None, description="'personal' (default) or an org slug/id.")
+    workspace: WorkspaceName | None = PField(default=None, description="'personal' (default) or org slug/id.")
 
 
 class WorkspaceResult(BaseModel):

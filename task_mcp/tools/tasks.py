@@ -25,7 +25,7 @@ class TaskIdArgs(Args):
 
 class CompleteArgs(TaskIdArgs):
     expected_version: int | None = PField(
-        default=None, ge=1, le=MAX_ID, description="Conflict unless the task is at this version."
+        default=None, ge=1, le=MAX_ID, description="Conflict unless the task has this version."
     )
 
 
@@ -190,7 +190,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "list_tasks",
         "List tasks",
         "List tasks, open ones newest first by default, 20 per page; filters combine. "
-        "total counts all matches; pass next_cursor back as cursor, with the same filters, for the next page.",
+        "total counts all matches; pass next_cursor as cursor (same filters) for the next page.",
         ListArgs,
         ListResult,
         write=False,
