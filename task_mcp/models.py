@@ -36,7 +36,7 @@ MAX_ID = 2**31 - 1
 Status = Literal["open", "completed"]
 Priority = Literal["none", "low", "medium", "high", "urgent"]
 PRIORITIES: tuple[Priority, ...] = ("none", "low", "medium", "high", "urgent")
-ClearableField = Literal["description", "due", "parent_id", "assignee", "blocked_by"]
+ClearableField = Literal["description", "due", "parent_id", "assignee", "blocked_by", "repeat"]
 Sort = Literal["created", "due", "priority", "updated"]
 
 
@@ -106,6 +106,12 @@ class Task(SQLModel, table=True):
     claim_user: str | None = Field(default=None, max_length=255)
     claim_client: str | None = Field(default=None, max_length=255)
     claim_until: dt.datetime | None = _utc_column(nullable=True)
+    # Repeating (DESIGN §11): the normalized RRULE, the zone a datetime due keeps its local time in,
+    # and the series start, stored like the due (COUNT counts from it, whatever the due becomes).
+    repeat: str | None = Field(default=None, max_length=500)
+    repeat_timezone: str | None = Field(default=None, max_length=64)
+    repeat_start_at: dt.datetime | None = _utc_column(nullable=True)
+    repeat_start_date: dt.date | None = None
 
 
 class TaskTag(SQLModel, table=True):
@@ -234,7 +240,13 @@ IdempotencyKeyStr = Annotated[
 ]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
 BlockedBy = Annotated[list[TaskId], PField(max_length=50), AfterValidator(lambda ids: list(dict.fromkeys(ids)))]
-BLOCKED_BY = "Ids of tasks to complete first; replaces the list."
+BLOCKED_BY = "Tasks to complete first; replaces the list."
+RepeatRule = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_no_nul)
+]
+REPEAT = "RRULE or phrase, e.g. 'every monday'."
+REPEAT_ZONE = "IANA zone; a timed repeat needs it."
+AS_IN_CREATE = "As in create_task."
 
 
 class _Input(BaseModel):
@@ -246,10 +258,12 @@ class TaskCreate(_Input):
     description: Description | None = None
     priority: Priority = "none"
     due: Due | None = PField(default=None, description="Date (2026-12-01, all day) or datetime with offset.")
-    tags: Tags = PField(default_factory=list, description="Up to 20 labels; lower-cased.")
-    parent_id: TaskId | None = PField(default=None, description="Parent task id, for a subtask.")
+    tags: Tags = PField(default_factory=list, description="Lower-cased.")
+    parent_id: TaskId | None = PField(default=None, description="Parent task id.")
     assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
     blocked_by: BlockedBy | None = PField(default=None, description=BLOCKED_BY)
+    repeat: RepeatRule | None = PField(default=None, description=REPEAT)
+    timezone: Timezone | None = PField(default=None, description=REPEAT_ZONE)
 
 
 class TaskUpdate(_Input):
@@ -258,13 +272,15 @@ class TaskUpdate(_Input):
     priority: Priority | None = None
     due: Due | None = PField(default=None, description="Date or datetime with offset.")
     tags: Tags | None = PField(default=None, description="Replaces all tags.")
-    status: Status | None = PField(default=None, description="'open' reopens a completed task.")
+    status: Status | None = PField(default=None, description="'open' reopens it.")
     parent_id: TaskId | None = PField(default=None, description="Parent task id.")
     assignee: Assignee | None = PField(default=None, description="'me', a member's user id or email.")
     blocked_by: BlockedBy | None = PField(default=None, description=BLOCKED_BY)
-    clear: list[ClearableField] = PField(default_factory=list, max_length=5, description="Fields to empty.")
+    repeat: RepeatRule | None = PField(default=None, description=AS_IN_CREATE)
+    timezone: Timezone | None = PField(default=None, description=AS_IN_CREATE)
+    clear: list[ClearableField] = PField(default_factory=list, max_length=6, description="Fields to empty.")
     expected_version: int | None = PField(
-        default=None, ge=1, le=MAX_ID, description="Fail with conflict unless the task is at this version."
+        default=None, ge=1, le=MAX_ID, description="Conflict unless the task is at this version."
     )
 
     @field_validator("clear", mode="after")
@@ -274,20 +290,16 @@ class TaskUpdate(_Input):
 
 
 class TaskQuery(_Input):
-    status: Literal["open", "completed", "all", "deleted"] = PField(
-        default="open", description="Which tasks; deleted: the trash, newest deletion first."
-    )
+    status: Literal["open", "completed", "all", "deleted"] = PField(default="open", description="deleted: the trash.")
     priority: list[Priority] | None = PField(default=None, max_length=5, description="Any of these.")
-    tags: Tags | None = PField(default=None, description="Tasks having all of these tags.")
-    text: Text | None = PField(
-        default=None, max_length=200, description="Case-insensitive search in title and description."
-    )
+    tags: Tags | None = PField(default=None, description="All of these.")
+    text: Text | None = PField(default=None, max_length=200, description="Search title and description.")
     due_before: Due | None = PField(default=None, description="Inclusive; date or datetime.")
     due_after: Due | None = PField(default=None, description="Inclusive; date or datetime.")
-    overdue: bool = PField(default=False, description="Only open tasks whose due has passed.")
-    parent_id: TaskId | None = PField(default=None, description="Only direct subtasks of this task.")
+    overdue: bool = PField(default=False, description="Open tasks past due.")
+    parent_id: TaskId | None = PField(default=None, description="Direct subtasks of it.")
     assignee: Assignee | None = PField(default=None, description="'me', a user id, an email, or 'none'.")
-    ready: bool = PField(default=False, description="Only open tasks with no open blocker and no live claim.")
+    ready: bool = PField(default=False, description="Open, unblocked, unclaimed only.")
     sort: Sort = PField(
         default="created", description="created/updated: newest first; due: soonest, undated last; priority."
     )
@@ -324,9 +336,14 @@ class TaskOut(BaseModel):
     blocked_by: list[int] = []
     blocked: bool = False
     claim: dict[str, Any] | None = None
+    repeat: str | None = None
+    repeat_timezone: str | None = None  # only while it repeats with a time of day
     deleted_at: str | None = None  # only in the trash
     notes: list[dict[str, Any]] | None = None  # get_task only
     notes_total: int | None = None
+    # A write that completed an occurrence of a repeating task: {due, next_due}. Results carry it
+    # next to the task, not inside it, so it is left out of the task's own dump.
+    completed_occurrence: dict[str, str | None] | None = PField(default=None, exclude=True)
 
 
 def task_out(row: Row[Any], now: dt.datetime | None = None, blockers: Sequence[tuple[int, bool]] = ()) -> TaskOut:
@@ -355,5 +372,7 @@ def task_out(row: Row[Any], now: dt.datetime | None = None, blockers: Sequence[t
         blocked_by=[number for number, _ in blockers],
         blocked=any(is_open for _, is_open in blockers),
         claim=claim,
+        repeat=row.repeat,
+        repeat_timezone=row.repeat_timezone,
         deleted_at=format_instant(row.deleted_at),
     )

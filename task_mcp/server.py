@@ -57,7 +57,12 @@ INSTRUCTIONS = (
     "tool takes workspace, 'personal' by default). Task ids are small numbers within a workspace. "
     "Use list_tasks to find tasks, create_task/create_tasks to add, update_task, "
     "complete_task, delete_task (restorable with restore_task); list_changes shows who changed what, "
-    "undo_change takes a change back."
+    "undo_change takes a change back. "
+    "repeat (create/update): an RFC 5545 RRULE without DTSTART (FREQ=WEEKLY;BYDAY=MO,TH; COUNT or UNTIL) or "
+    "a phrase: daily, weekdays, weekly, monthly, yearly, 'every N days|weeks|months|years', 'every mon and "
+    "thu'. It needs a due (the first occurrence); a due with a time needs timezone (IANA). Completing a "
+    "repeating task moves due to its next occurrence and keeps it open. list_tasks answers now, to turn "
+    "'tomorrow' into a date."
 )
 _NOT_STDIO = (
     "This server was built for stdio, so it takes no identity from an HTTP request. Serve HTTP with "

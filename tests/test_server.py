@@ -121,7 +121,7 @@ async def test_every_tool_and_parameter_is_described_with_truthful_annotations(a
         assert ann.destructive_hint is (tool.name in destructive), tool.name
         reads = {"list_tasks", "get_task", "list_workspaces", "list_changes"}
         assert ann.read_only_hint is (tool.name in reads), tool.name
-        repeats_act_again = {"create_task", "create_tasks", "add_note", "claim_task", "release_task"}
+        repeats_act_again = {"create_task", "create_tasks", "complete_task", "add_note", "claim_task", "release_task"}
         assert ann.idempotent_hint is (tool.name not in repeats_act_again), tool.name
 
 

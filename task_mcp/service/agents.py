@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Row, bindparam, or_, update
 import task_mcp.service.journal as journal
 import task_mcp.service.links as links
 import task_mcp.service.notes as notes
+import task_mcp.service.repeats as repeats
 import task_mcp.service.store as store
 from task_mcp.dates import format_instant
 from task_mcp.errors import ConflictError, ForbiddenError, InvalidArgumentError, TaskMcpError
@@ -224,10 +225,15 @@ class AgentTasks(TaskWrites):
             before: dict[str, Any] = {}
             after: dict[str, Any] = {}
             version = row.version
+            occurrence = None
             if outcome == "completed" and row.status != "completed":
-                before |= {"status": row.status, "completed_at": row.completed_at}
-                after |= {"status": "completed", "completed_at": now}
-                values = {name: row._mapping[name] for name in store.UPDATABLE} | after
+                stored = {name: row._mapping[name] for name in store.UPDATABLE}
+                values = stored | {"status": "completed", "completed_at": now}
+                if values["repeat"] is not None:
+                    occurrence = repeats.complete(values, now)
+                before, after = journal.changed_fields(stored, values)
+                if occurrence is not None and occurrence["next_due"] is not None:
+                    before["occurrence"], after["occurrence"] = None, occurrence["due"]
                 version += 1
                 conn.execute(store.UPDATE_TASK, {"task_pk": row.pk, **values, "version": version, "updated_at": now})
             change_id = journal.reserve(conn, ws)
@@ -239,7 +245,9 @@ class AgentTasks(TaskWrites):
                 touch = Touch(row.number, "released", row.version, version)
             conn.execute(journal.INSERT_TOUCHES, [touch.values(ws.key, change_id)])
             journal.record(conn, ws, who, "release_task", [touch], now, change_id=change_id)
-            return links.out(conn, ws.key, store.live_row(conn, ws, task_id), now), change_id
+            task = links.out(conn, ws.key, store.live_row(conn, ws, task_id), now)
+            task.completed_occurrence = occurrence
+            return task, change_id
 
         task, change_id = self._db.run(run, write=True)
         fill(receipt, change_id)
@@ -316,6 +324,7 @@ class AgentTasks(TaskWrites):
         def run(conn: Connection) -> tuple[list[TaskOut], int | None]:
             now = self._clock()
             rows, touches = [], []
+            occurrences: list[dict[str, str | None] | None] = []
             deferred: list[tuple[int, list[int]]] = []  # blocker cycles: checked on the final state
             for i, (task_id, changes) in enumerate(updates):
                 try:
@@ -323,6 +332,7 @@ class AgentTasks(TaskWrites):
                 except TaskMcpError as exc:
                     raise type(exc)(f"updates[{i}] (task {task_id}): {exc.message}") from None
                 rows.append(row)
+                occurrences.append(touch.occurrence if touch is not None else None)
                 if touch is not None:
                     touches.append(touch)
             for number, blockers in deferred:
@@ -332,6 +342,8 @@ class AgentTasks(TaskWrites):
                     i = seen[number]
                     raise type(exc)(f"updates[{i}] (task {number}): {exc.message}") from None
             tasks = links.outs(conn, ws.key, rows, now)
+            for task, occurrence in zip(tasks, occurrences, strict=True):
+                task.completed_occurrence = occurrence
             if dry_run:
                 raise _DryRun(tasks)
             return tasks, journal.record(conn, ws, who, "update_tasks", touches, now) if touches else None

@@ -42,8 +42,13 @@ JOURNALED = (
     "parent_number",
     "assignee",
     "blocked_by",
+    "repeat",
+    "repeat_timezone",
+    "repeat_start_at",
+    "repeat_start_date",
 )
-_INSTANTS, _DATES = frozenset({"due_at", "completed_at"}), frozenset({"due_date"})
+_INSTANTS = frozenset({"due_at", "completed_at", "repeat_start_at"})
+_DATES = frozenset({"due_date", "repeat_start_date"})
 
 C, CT, T = CHANGES.c, CHANGE_TASKS.c, TASKS.c
 
@@ -70,6 +75,8 @@ class Touch:
     deleted_after: dt.datetime | None = None
     group_before: int | None = None
     group_after: int | None = None
+    # Not stored: the {due, next_due} of an occurrence of a repeating task this change completed.
+    occurrence: dict[str, str | None] | None = None
 
     def values(self, owner: str, change_id: int) -> dict[str, Any]:
         return {

@@ -34,7 +34,7 @@ LIVE_BLOCKERS = (
 )
 DELETE_LINKS = delete(TASK_LINKS).where(L.owner_id == bindparam("owner"), L.number == bindparam("number"))
 INSERT_LINKS = insert(TASK_LINKS)
-TASKS_NAMED = select(T.number, T.deleted_at).where(
+TASKS_NAMED = select(T.number, T.deleted_at, T.repeat).where(
     T.owner_id == bindparam("owner"), T.number.in_(bindparam("numbers", expanding=True))
 )
 
@@ -110,17 +110,22 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
         raise InvalidArgumentError(f"blocked_by: task {number} cannot block itself (#{number} → #{number}).")
     if not blockers:
         return
-    named = {row.number: row.deleted_at for row in conn.execute(TASKS_NAMED, {"owner": ws.key, "numbers": blockers})}
+    named = {row.number: row for row in conn.execute(TASKS_NAMED, {"owner": ws.key, "numbers": blockers})}
     for blocker in blockers:
         if blocker not in named:
             raise NotFoundError(f"blocked_by: {NotFoundError.task(blocker, ws.place, ws.hint).message}")
-        if named[blocker] is not None:
+        if named[blocker].deleted_at is not None:
             raise NotFoundError(
                 f"blocked_by: task {blocker} is deleted. Call restore_task{ws.hint} with task_id {blocker} first, "
                 "or leave it out."
             )
-    # Hook for repeating tasks (DESIGN §10): a repeating task cannot block. Once `repeat` is stored,
-    # refuse here any blocker that repeats (and, in the update path, `repeat` on a task that blocks).
+    # A repeating task cannot block (DESIGN §10): completing it never leaves it completed.
+    for blocker in blockers:
+        if named[blocker].repeat is not None:
+            raise InvalidArgumentError(
+                f"blocked_by: task {blocker} repeats ({named[blocker].repeat}), and a repeating task cannot block: "
+                "completing it only moves its due. Leave it out, or clear its repeat first."
+            )
     if number is None:
         return
     reached = {n for (n,) in conn.execute(REACHED, {"owner": ws.key, "starts": list(blockers)})}
@@ -128,6 +133,23 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
         raise InvalidArgumentError(
             f"blocked_by: that would make a cycle: {_cycle(conn, ws.key, number, blockers, reached)}. "
             "Nothing was changed; leave out a task that already waits for this one."
+        )
+
+
+WAITING_ON = select(L.number).where(L.owner_id == bindparam("owner"), L.blocker == bindparam("number")).limit(1)
+
+
+def check_not_blocking(conn: Connection, ws: Workspace, number: int) -> None:
+    """Task `number` may repeat: no task names it in blocked_by (DESIGN §10).
+
+    Raises:
+        InvalidArgumentError: naming a task it blocks.
+    """
+    waiting = conn.execute(WAITING_ON, {"owner": ws.key, "number": number}).scalar()
+    if waiting is not None:
+        raise InvalidArgumentError(
+            f"repeat: task {number} blocks task {waiting}, and a repeating task cannot block. Remove {number} from "
+            f"the blocked_by of task {waiting} (update_task{ws.hint}) first, or leave repeat out."
         )
 
 

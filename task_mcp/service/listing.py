@@ -32,6 +32,7 @@ class TaskPage:
     tasks: list[TaskOut]
     next_cursor: str | None
     total: int
+    now: dt.datetime  # when the page was read, in UTC (DESIGN §11: the model grounds "tomorrow" on it)
 
 
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -118,7 +119,7 @@ class TaskList:
             total = self.conn.execute(select(func.count()).select_from(_TASKS).where(*self.filters)).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
         tasks = links.outs(self.conn, self.owner, rows, self.now)
-        return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total)
+        return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total, now=self.now)
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query

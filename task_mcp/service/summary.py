@@ -43,6 +43,8 @@ def field_parts(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     parts: list[str] = []
     if "status" in after:
         parts.append("completed" if after["status"] == "completed" else "reopened")
+    if after.get("occurrence") is not None:
+        parts.append("completed an occurrence")
     if "title" in after:
         parts.append(f'title "{clip(before["title"], 30)}" → "{clip(after["title"], 30)}"')
     if "description" in after:
@@ -65,6 +67,8 @@ def field_parts(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         parts.append(_set("parent", f"#{old_parent}" if old_parent else None, f"#{new_parent}" if new_parent else None))
     if "assignee" in after:
         parts.append(_set("assignee", None, after["assignee"]))
+    if "repeat" in after:
+        parts.append(_set("repeat", None, after["repeat"]))
     if "blocked_by" in after:
         blockers = " ".join(f"#{n}" for n in after["blocked_by"].split(",") if n)
         parts.append(f"blocked by {blockers}" if blockers else "blocked_by cleared")

@@ -228,6 +228,7 @@ class _Undo:
             assert t.before is not None and t.after is not None
             row = self.tasks[t.number]
             target = dict(t.before)
+            target.pop("occurrence", None)  # a marker for the summary: the due fields carry the occurrence
             note_before, note_after = target.pop("note", None), t.after.get("note")
             if note_after is not None:  # a note added: removed (and a removal undone: brought back)
                 notes.set_removed(self.conn, self.ws, note_after, True)

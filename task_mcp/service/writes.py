@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row
 import task_mcp.service.idempotency as idempotency
 import task_mcp.service.journal as journal
 import task_mcp.service.links as links
+import task_mcp.service.repeats as repeats
 import task_mcp.service.store as store
 from task_mcp.db import Database
 from task_mcp.errors import ConflictError, InvalidArgumentError
@@ -75,6 +76,11 @@ class TaskWrites:
                 self._new_task(ws.key, first + i, item, now, created_by=who.user_id, assignee=assignees[i])
                 for i, item in enumerate(items)
             ]
+            for i, (item, value) in enumerate(zip(items, values, strict=True)):
+                try:
+                    repeats.settle(value, repeat=item.repeat, timezone=item.timezone, clear=())
+                except InvalidArgumentError as exc:
+                    raise exc if tool == "create_task" else InvalidArgumentError(f"tasks[{i}].{exc.message}") from None
             rows = conn.execute(store.INSERT_TASKS, values).all()
             tags = [
                 {"task_pk": row.pk, "tag": tag, "owner_id": ws.key}
@@ -125,7 +131,10 @@ class TaskWrites:
         now = self._clock()
         row, touch = self._apply(conn, ws, who, task_id, changes, now)
         task = links.out(conn, ws.key, row, now)
-        return task, journal.record(conn, ws, who, tool, [touch], now) if touch is not None else None
+        if touch is None:
+            return task, None
+        task.completed_occurrence = touch.occurrence
+        return task, journal.record(conn, ws, who, tool, [touch], now)
 
     def _apply(
         self,
@@ -185,6 +194,11 @@ class TaskWrites:
             after["completed_at"] = now if changes.status == "completed" else None
         if changes.tags is not None:
             after["tags"] = "\n".join(changes.tags)
+        if repeats.settle(after, repeat=changes.repeat, timezone=changes.timezone, clear=changes.clear):
+            links.check_not_blocking(conn, ws, row.number)
+        occurrence = None
+        if after["status"] == "completed" != before["status"] and after["repeat"] is not None:
+            occurrence = repeats.complete(after, now)
         if after == before:
             return row, None  # nothing changed: no new version, no change
         if after["tags"] != before["tags"]:
@@ -195,12 +209,14 @@ class TaskWrites:
                 )
         if after["blocked_by"] != before["blocked_by"]:
             links.write_links(conn, ws.key, row.number, links.stored(after["blocked_by"]))
-        if after["status"] == "completed" != before["status"]:
-            conn.execute(store.END_CLAIM, {"task_pk": row.pk})  # completing a task ends its claim
+        if after["status"] == "completed" != before["status"] or occurrence is not None:
+            conn.execute(store.END_CLAIM, {"task_pk": row.pk})  # completing a task (or an occurrence) ends its claim
         old, new = journal.changed_fields(before, after)
+        if occurrence is not None and occurrence["next_due"] is not None:
+            old["occurrence"], new["occurrence"] = None, occurrence["due"]  # for the summary; undo ignores it
         after |= {"version": row.version + 1, "updated_at": now}
         updated = conn.execute(store.UPDATE_TASK, {"task_pk": row.pk, **after}).one()
-        return updated, Touch(row.number, "fields", row.version, row.version + 1, old, new)
+        return updated, Touch(row.number, "fields", row.version, row.version + 1, old, new, occurrence=occurrence)
 
     def _delete(self, conn: Connection, ws: Workspace, who: Caller, task_id: int) -> tuple[int, int | None]:
         root = store.any_row(conn, ws, task_id, lock=True)

@@ -12,9 +12,10 @@ from task_mcp.models import Assignee, Priority, Tags, TaskId, TaskOut, TaskQuery
 from task_mcp.service import TaskService
 from task_mcp.service.agents import Claimed, Noted
 from task_mcp.service.journal import Receipt
+from task_mcp.service.repeats import describe
 from task_mcp.service.workspaces import Caller
 from task_mcp.tools.base import Args, ToolSpec, WriteResult, compact, line, one
-from task_mcp.tools.tasks import OBJECT, ChangedResult
+from task_mcp.tools.tasks import OBJECT, CompletedResult
 
 NoteText = Annotated[Text, StringConstraints(min_length=1, max_length=4000)]
 ClaimId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -34,7 +35,7 @@ class UpdateTasksArgs(Args):
 
 
 class UpdatedResult(WriteResult):
-    tasks: list[dict[str, Any]] = PField(description="compact, in the order given")
+    tasks: list[dict[str, Any]] = PField(description="compact, in order (+ completed_occurrence)")
     dry_run: bool
 
 
@@ -81,7 +82,15 @@ def _update_many(service: TaskService, caller: Caller, args: UpdateTasksArgs, re
 
 def _render_many(args: UpdateTasksArgs, tasks: list[TaskOut]) -> tuple[dict[str, Any], str]:
     head = f"{'would update' if args.dry_run else 'updated'} {len(tasks)} tasks"
-    return {"tasks": [compact(t) for t in tasks], "dry_run": args.dry_run}, "\n".join([head] + [line(t) for t in tasks])
+    items = [compact(t) | _occurrence(t) for t in tasks]
+    lines = [head] + [
+        f"{describe(t.completed_occurrence)}: {line(t)}" if t.completed_occurrence else line(t) for t in tasks
+    ]
+    return {"tasks": items, "dry_run": args.dry_run}, "\n".join(lines)
+
+
+def _occurrence(task: TaskOut) -> dict[str, Any]:
+    return {"completed_occurrence": task.completed_occurrence} if task.completed_occurrence is not None else {}
 
 
 def _note(service: TaskService, caller: Caller, args: NoteArgs, receipt: Receipt) -> Noted:
@@ -133,9 +142,8 @@ TASK_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "update_tasks",
         "Update several tasks",
-        "Apply 1-100 update_task changes (each with task_id, its own expected_version) as one change, all or "
-        "nothing; errors name the item. Use it to link tasks created together (blocked_by). dry_run: see the "
-        "result first.",
+        "Apply 1-100 update_task changes (each: task_id, own expected_version) as one change, all or nothing; "
+        "errors name the item. Use it to link tasks created together (blocked_by); dry_run previews.",
         UpdateTasksArgs,
         UpdatedResult,
         write=True,
@@ -179,7 +187,7 @@ AGENT_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "Release a claimed task",
         "End your claim on a task, optionally completing it (outcome completed) and adding a note, in one change.",
         ReleaseArgs,
-        ChangedResult,
+        CompletedResult,
         write=True,
         destructive=False,
         idempotent=False,

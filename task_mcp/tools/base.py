@@ -20,6 +20,7 @@ from task_mcp.errors import InvalidArgumentError
 from task_mcp.models import TaskOut, no_nul
 from task_mcp.service import TaskService
 from task_mcp.service.journal import Receipt
+from task_mcp.service.repeats import describe
 from task_mcp.service.workspaces import Caller
 
 WorkspaceName = Annotated[
@@ -32,7 +33,7 @@ WorkspaceName = Annotated[
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workspace: WorkspaceName | None = PField(default=None, description="'personal' (default) or an org's slug or id.")
+    workspace: WorkspaceName | None = PField(default=None, description="'personal' (default) or an org slug/id.")
 
 
 class WorkspaceResult(BaseModel):
@@ -101,6 +102,8 @@ def line(task: TaskOut, *, tags: bool = True) -> str:
         details.append("tags: " + " ".join(task.tags))
     if task.parent_id:
         details.append(f"subtask of #{task.parent_id}")
+    if task.repeat:
+        details.append(f"repeats {task.repeat}")
     done = " [done]" if task.status == "completed" else ""
     if task.deleted_at:
         done += f" [deleted {task.deleted_at}]"
@@ -113,7 +116,7 @@ def full(task: TaskOut) -> dict[str, Any]:
     A note leaves out `by` when it is the same as the note before it (newer): twenty notes of one
     author repeated it twenty times, which alone put get_task over DESIGN §4's 6,000 bytes."""
     data = task.model_dump(mode="json")
-    for name in ("deleted_at", "notes", "notes_total"):
+    for name in ("repeat_timezone", "deleted_at", "notes", "notes_total"):
         if data[name] is None:
             del data[name]
     previous = None
@@ -126,6 +129,10 @@ def full(task: TaskOut) -> dict[str, Any]:
 
 
 def one(task: TaskOut, **extra: Any) -> tuple[dict[str, Any], str]:
+    """A result about one task; a completed occurrence of a repeating task goes next to it (DESIGN §11)."""
+    if task.completed_occurrence is not None:
+        extra["completed_occurrence"] = task.completed_occurrence
+        return {"task": full(task), **extra}, f"{describe(task.completed_occurrence)}: {line(task)}"
     return {"task": full(task), **extra}, line(task)
 
 

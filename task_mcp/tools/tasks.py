@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, WithJsonSchema
 from pydantic import Field as PField
@@ -23,7 +24,7 @@ class TaskIdArgs(Args):
 
 class CompleteArgs(TaskIdArgs):
     expected_version: int | None = PField(
-        default=None, ge=1, le=MAX_ID, description="Fail with conflict unless the task is at this version."
+        default=None, ge=1, le=MAX_ID, description="Conflict unless the task is at this version."
     )
 
 
@@ -33,7 +34,7 @@ class ListArgs(TaskQuery, Args):
 
 class CreateTaskArgs(TaskCreate, Args):
     idempotency_key: IdempotencyKeyStr | None = PField(
-        default=None, description="Retry-safe: a repeat with the same key returns the first result."
+        default=None, description="Same key again returns the first result."
     )
 
 
@@ -59,8 +60,8 @@ class UpdateTaskArgs(TaskUpdate, Args):
 # tools themselves (DESIGN §4's budget).
 TASK_WORDS = (
     "id, title, description, status, priority, due, tags, parent_id, created_at, updated_at, completed_at, "
-    "version, created_by, assignee, blocked_by, blocked, claim {holder, expires_at}, notes (newest 20 "
-    "{note_id, at, by (left out: as the note before), text}), notes_total; deleted_at in the trash"
+    "version, created_by, assignee, blocked_by, blocked, claim {holder, expires_at}, repeat (+ its timezone), "
+    "notes (newest 20 {note_id, at, by (left out: as the note before), text}), notes_total; deleted_at in the trash"
 )
 Task = Annotated[dict[str, Any], PField(description=TASK_WORDS)]
 # Results of writes refer to get_task's description rather than repeating it in every schema.
@@ -73,6 +74,10 @@ class TaskResult(WorkspaceResult):
 
 class ChangedResult(WriteResult):
     task: ChangedTask
+
+
+class CompletedResult(ChangedResult):
+    completed_occurrence: dict[str, Any] | None = PField(default=None, description="{due, next_due}")
 
 
 class CreatedResult(WriteResult):
@@ -91,6 +96,7 @@ class ListResult(WorkspaceResult):
     )
     next_cursor: str | None
     total: int
+    now: str = PField(description="current time in timezone")
 
 
 class DeletedResult(WriteResult):
@@ -116,7 +122,9 @@ def _render_list(args: ListArgs, page: TaskPage) -> tuple[dict[str, Any], str]:
     lines = [f"{len(tasks)} of {page.total} tasks"] + [line(t, tags=False) for t in page.tasks]
     if page.next_cursor:
         lines.append(f"more: cursor={page.next_cursor}")
-    return {"tasks": tasks, "next_cursor": page.next_cursor, "total": page.total}, "\n".join(lines)
+    now = page.now.astimezone(ZoneInfo(args.timezone)).replace(microsecond=0).isoformat()
+    lines[0] += f" (now {now})"
+    return {"tasks": tasks, "next_cursor": page.next_cursor, "total": page.total, "now": now}, "\n".join(lines)
 
 
 def _get(service: TaskService, caller: Caller, args: TaskIdArgs, receipt: Receipt) -> TaskOut:
@@ -180,7 +188,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "list_tasks",
         "List tasks",
-        "List the tasks of a workspace, open ones newest first by default, 20 per page; filters combine. "
+        "List tasks, open ones newest first by default, 20 per page; filters combine. "
         "total counts all matches; pass next_cursor back as cursor, with the same filters, for the next page.",
         ListArgs,
         ListResult,
@@ -205,7 +213,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "create_task",
         "Create a task",
-        "Create one task and return it with its id. Pass idempotency_key when a retry must not create a duplicate.",
+        "Create a task; returns it with its id. idempotency_key makes retries safe.",
         CreateTaskArgs,
         CreatedResult,
         write=True,
@@ -217,8 +225,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "create_tasks",
         "Create several tasks",
-        "Create 1-100 tasks at once, all or nothing (e.g. the steps of a plan). Items cannot refer "
-        "to each other: link them afterwards with update_tasks (blocked_by, parent_id).",
+        "Create 1-100 tasks, all or nothing (e.g. a plan's steps). Items cannot refer to each other: link "
+        "them afterwards with update_tasks.",
         CreateTasksArgs,
         CreatedManyResult,
         write=True,
@@ -232,7 +240,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         "Update a task",
         "Change some fields of a task; fields left out stay as they are, fields listed in clear are emptied.",
         UpdateTaskArgs,
-        ChangedResult,
+        CompletedResult,
         write=True,
         destructive=True,
         idempotent=True,
@@ -242,19 +250,20 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "complete_task",
         "Complete a task",
-        "Mark a task completed. Completing it again changes nothing.",
+        "Mark a task completed (again: no change). A repeating task moves to its next due, staying open; "
+        "retry with expected_version.",
         CompleteArgs,
-        ChangedResult,
+        CompletedResult,
         write=True,
         destructive=False,
-        idempotent=True,
+        idempotent=False,
         call=_complete,
         render=_task,
     ),
     ToolSpec(
         "delete_task",
         "Delete a task",
-        "Delete a task and its subtasks. restore_task brings them back until purged (30 days by default).",
+        "Delete a task and its subtasks; restore_task brings them back until purged.",
         TaskIdArgs,
         DeletedResult,
         write=True,
@@ -266,7 +275,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         "restore_task",
         "Restore a task",
-        "Bring back a deleted task together with the subtasks deleted with it.",
+        "Bring back a deleted task and the subtasks deleted with it.",
         TaskIdArgs,
         ChangedResult,
         write=True,
