@@ -190,6 +190,7 @@ async def test_total_is_exact_for_the_filters_and_ignores_deleted_tasks(users):
     assert work["total"] == 5  # 7 made, one deleted, one completed
     assert len(work["tasks"]) == 2
     assert every["total"] == 10
+    assert nothing.pop("now")  # DESIGN §11: every page says when it was read
     assert nothing == {"workspace": "personal", "tasks": [], "next_cursor": None, "total": 0}
 
 
@@ -551,6 +552,7 @@ async def test_parent_filter_keeps_direct_children_only(users):
         assert await alice.ids(parent_id=2) == [5]
         page = await alice.page(parent_id=4)
 
+    assert page.pop("now")
     assert page == {"workspace": "personal", "tasks": [], "next_cursor": None, "total": 0}
 
 

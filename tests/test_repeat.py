@@ -161,3 +161,20 @@ async def test_repeat_and_now_through_mcp(app: TaskMcp, mint: Callable[..., str]
         undone = await alice.ok("undo_change", change_id=done["change_id"])
         assert undone["undoes"] == done["change_id"]
         assert (await alice.task(task["id"]))["due"] == "2026-12-07T08:00:00Z"
+
+
+def test_a_series_near_the_last_storable_day_completes_for_good(service: TaskService) -> None:
+    number = daily(service, due="9999-12-30", repeat="daily")
+    task = service.complete_task("alice", number)
+    assert (task.status, task.completed_occurrence) == ("completed", {"due": "9999-12-30", "next_due": None})
+
+
+def test_undo_that_would_make_a_blocker_repeat_again_is_a_conflict(service: TaskService) -> None:
+    number = daily(service, repeat="daily")
+    receipt = Receipt()
+    service.update_task("alice", number, TaskUpdate(clear=["repeat"]), receipt=receipt)
+    service.create_task("alice", TaskCreate(title="Waits", blocked_by=[number]))
+    assert receipt.change_id is not None
+    with pytest.raises(ConflictError, match=f"task {number} blocks task"):
+        service.undo_change("alice", receipt.change_id)
+    assert service.get_task("alice", number).repeat is None

@@ -253,7 +253,11 @@ def has_occurrence_within(rule: str, start: dt.date | dt.datetime, *, years: int
     parsed = _parse(rule)
     tz = _zone(zone) if isinstance(start, dt.datetime) else None
     wall = _wall(start, tz)
-    end_year = min(wall.year + years, dt.MAXYEAR - 1)
+    if wall.year + years >= dt.MAXYEAR - 1:  # the window reaches the last day the server stores: no shift needed
+        series = _series(parsed, start, tz)
+        found = series.rule.after(wall, inc=True)
+        return found is not None and series.due_of(found) is not None
+    end_year = wall.year + years
     shift = 400 * ((dt.MAXYEAR - 1 - end_year) // 400)
     series = _series(parsed, start, tz, shift=shift)
     first = series.rule.after(_shift_years(wall, shift), inc=True)

@@ -280,6 +280,11 @@ class _Undo:
                 links.check_blockers(self.conn, self.ws, row.number, links.stored(blockers))
             except (InvalidArgumentError, NotFoundError) as exc:
                 raise self._conflict(row.number, f"its old blocked_by breaks a rule: {exc.message}") from None
+        if target.get("repeat") is not None and row.repeat is None:
+            try:
+                links.check_not_blocking(self.conn, self.ws, row.number)
+            except InvalidArgumentError as exc:
+                raise self._conflict(row.number, f"its old repeat breaks a rule: {exc.message}") from None
         assignee = target.get("assignee")
         known = assignee is None or self.ws.personal
         if not known and self.conn.execute(MEMBER, {"ws": self.ws.key, "who": assignee}).first() is None:
