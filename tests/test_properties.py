@@ -210,6 +210,23 @@ def arguments(
     return typed | wild | st.builds(lambda args, junk: {**args, "surprise": junk}, typed, JSON)
 
 
+# `repeat` (DESIGN §11): the phrases, rules at and past each limit, rules whose UNTIL or first
+# occurrence lies at the calendar's ends, and free text.
+REPEATS = (
+    st.sampled_from(
+        [
+            *("daily", "weekdays", "every 2 weeks", "every monday and friday", "every 0 days", "every 99999 years"),
+            *("FREQ=HOURLY", "FREQ=DAILY;COUNT=1000", "FREQ=DAILY;COUNT=1001", "FREQ=YEARLY;INTERVAL=999"),
+            *("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "FREQ=DAILY;UNTIL=99991231T235959Z", "FREQ=DAILY;UNTIL=00010101"),
+            *(
+                "FREQ=MONTHLY;BYDAY=-1FR;BYSETPOS=1",
+                "FREQ=WEEKLY;WKST=SU;BYDAY=MO,SU",
+                "DTSTART:20260101\nRRULE:FREQ=DAILY",
+            ),
+        ]
+    )
+    | STRINGS
+)
 TASK_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "title": STRINGS,
     "description": STRINGS | st.none(),
@@ -219,6 +236,8 @@ TASK_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "parent_id": IDS | st.none(),
     "assignee": ASSIGNEES | st.none(),
     "blocked_by": BLOCKED_BY | st.none(),
+    "repeat": REPEATS | st.none(),
+    "timezone": ZONES | st.none(),
 }
 OPTIONAL_TASK_FIELDS = {k: v for k, v in TASK_FIELDS.items() if k != "title"}
 CREATE = arguments({"title": STRINGS}, **OPTIONAL_TASK_FIELDS, idempotency_key=STRINGS, workspace=WORKSPACES)
@@ -226,7 +245,8 @@ UPDATE_FIELDS = {
     **TASK_FIELDS,
     "status": st.sampled_from(["open", "completed", "deleted", "all", ""]),
     "clear": st.lists(
-        st.sampled_from(["description", "due", "parent_id", "assignee", "blocked_by", "title", "tags"]), max_size=6
+        st.sampled_from(["description", "due", "parent_id", "assignee", "blocked_by", "repeat", "title", "tags"]),
+        max_size=7,
     ),
     "expected_version": IDS,
     "workspace": WORKSPACES,
