@@ -315,9 +315,7 @@ class TaskQuery(_Input):
     parent_id: TaskId | None = PField(default=None, description="Direct subtasks of it.")
     assignee: Assignee | None = PField(default=None, description="'me', a user id, an email, or 'none'.")
     ready: bool = PField(default=False, description="Open, unblocked, unclaimed only.")
-    sort: Sort = PField(
-        default="created", description="created/updated: newest first; due: soonest, undated last."
-    )
+    sort: Sort = PField(default="created", description="created/updated: newest first; due: soonest, undated last.")
     limit: int = PField(default=20, ge=1, le=100, description="Page size.")
     cursor: str | None = PField(default=None, max_length=500, description="next_cursor of the previous page.")
 
