@@ -140,8 +140,8 @@ async def per_call(params: StdioServerParameters, token: str) -> tuple[list[Row]
             "update_task": call(
                 "update_task", lambda: {"task_id": rng.randint(1, 10_000), "title": f"Renamed {next(counter)}"}
             ),
-            "list_tasks (ready: true)": call("list_tasks", lambda: {"ready": True}),
-            "claim_task": call("claim_task", dict),  # the first ready task; each call takes another
+            # Not yet measured here: at 10,000 tasks list_tasks ready:true takes seconds and claim_task
+            # about a second per call (in-process), which would stretch this section to hours.
         }
         noop_call: Call = lambda: noop.call_tool("noop", {}, meta=meta)  # noqa: E731
 
