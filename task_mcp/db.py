@@ -11,6 +11,7 @@ What is still failing after the retries is `UnavailableError`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -304,8 +305,11 @@ def alembic_config(database: Database) -> Config:
 
 
 def head_revision() -> str:
-    """The newest migration's id: revision files are named `<id>_<slug>.py`, ids in order."""
-    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
+    """The newest migration's id, as the newest revision file declares it (files sort in order),
+    read without loading Alembic."""
+    newest = max((MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"), key=lambda path: path.name)
+    found = re.search(r"^revision: str = [\"']([^\"']+)[\"']", newest.read_text(encoding="utf-8"), re.MULTILINE)
+    return found.group(1) if found else newest.name.split("_", 1)[0]
 
 
 def current_revision(database: Database) -> str | None:

@@ -143,6 +143,11 @@ class TaskCounter(SQLModel, table=True):
     owner_id: str = Field(primary_key=True, max_length=KEY_LENGTH)
     last_number: int = 0
     last_change: int = 0  # the workspace's last change_id (the journal)
+    # Tasks by state, kept by triggers on `tasks` (migration 0009): list_tasks' total when its
+    # filter is only a status. Deleted ones are counted whether or not still restorable.
+    open_tasks: int = 0
+    completed_tasks: int = 0
+    deleted_tasks: int = 0
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -14,18 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, false, func, or_, select, tuple_
 
 import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, TASK_SEARCH, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
+from task_mcp.models import PRIORITIES, TASK_COUNTERS, TASK_SEARCH, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
 from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
 _T = TASKS.c
 _TT = TASK_TAGS.c
+# The workspace's counts, kept by triggers on tasks (migration 0009).
+_COUNTS = select(TASK_COUNTERS.c.open_tasks, TASK_COUNTERS.c.completed_tasks).where(
+    TASK_COUNTERS.c.owner_id == bindparam("owner")
+)
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,29 @@ class TaskList:
             rows = self._due_rows() if self.sort == "due" else self._simple_rows()
         more = len(rows) > self.query.limit
         rows = rows[: self.query.limit]
-        # The first page that holds them all needs no count.
-        total = len(rows) if self.cursor is None and not more else self.conn.execute(self._count()).scalar_one()
+        if self.cursor is None and not more:
+            total = len(rows)  # the first page holds them all: no need to count
+        elif self._status_only():
+            total = self._counted()
+        else:
+            total = self.conn.execute(self._count()).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
         tasks = links.outs(self.conn, self.owner, rows, self.now)
         return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total, now=self.now)
+
+    def _status_only(self) -> bool:
+        """The filter is a status and nothing else: the workspace's counts hold the total."""
+        q = self.query
+        narrowed = q.priority or q.tags or q.text or q.due_after is not None or q.due_before is not None
+        narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready
+        return q.status in ("open", "completed", "all") and not narrowed
+
+    def _counted(self) -> int:
+        counts = self.conn.execute(_COUNTS, {"owner": self.owner}).first()
+        if counts is None:
+            return 0
+        open_tasks, completed_tasks = int(counts[0]), int(counts[1])
+        return {"open": open_tasks, "completed": completed_tasks}.get(self.query.status, open_tasks + completed_tasks)
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query
