@@ -136,7 +136,14 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
         )
 
 
-WAITING_ON = select(L.number).where(L.owner_id == bindparam("owner"), L.blocker == bindparam("number")).limit(1)
+# A live waiting task first: its advice (update_task) works; a deleted one needs restoring first.
+WAITING_ON = (
+    select(L.number, T.deleted_at)
+    .join(TASKS, and_(T.owner_id == L.owner_id, T.number == L.number))
+    .where(L.owner_id == bindparam("owner"), L.blocker == bindparam("number"))
+    .order_by(T.deleted_at.is_not(None), L.number)
+    .limit(1)
+)
 
 
 def check_not_blocking(conn: Connection, ws: Workspace, number: int) -> None:
@@ -145,12 +152,20 @@ def check_not_blocking(conn: Connection, ws: Workspace, number: int) -> None:
     Raises:
         InvalidArgumentError: naming a task it blocks.
     """
-    waiting = conn.execute(WAITING_ON, {"owner": ws.key, "number": number}).scalar()
-    if waiting is not None:
+    row = conn.execute(WAITING_ON, {"owner": ws.key, "number": number}).first()
+    if row is None:
+        return
+    waiting, deleted_at = row
+    if deleted_at is not None:  # update_task cannot reach a task in the trash
         raise InvalidArgumentError(
-            f"repeat: task {number} blocks task {waiting}, and a repeating task cannot block. Remove {number} from "
-            f"the blocked_by of task {waiting} (update_task{ws.hint}) first, or leave repeat out."
+            f"repeat: task {number} blocks task {waiting}, which is deleted but still restorable, and a repeating "
+            f"task cannot block. Call restore_task{ws.hint} with task_id {waiting}, remove {number} from its "
+            "blocked_by (update_task), and delete it again if you like; or leave repeat out."
         )
+    raise InvalidArgumentError(
+        f"repeat: task {number} blocks task {waiting}, and a repeating task cannot block. Remove {number} from "
+        f"the blocked_by of task {waiting} (update_task{ws.hint}) first, or leave repeat out."
+    )
 
 
 def _cycle(conn: Connection, owner: str, number: int, blockers: Sequence[int], reached: set[int]) -> str:

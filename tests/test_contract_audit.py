@@ -1,0 +1,39 @@
+"""Contract checks found by reading DESIGN line by line and driving the server as a black box,
+through the SDK's in-memory `mcp.Client` on SQLite and PostgreSQL: each test names the sentence
+it holds the server to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from task_mcp.server import TaskMcp
+from tests.helpers import Caller, connect
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_repeat_on_a_task_that_a_deleted_task_waits_for_says_how_to_get_there(
+    app: TaskMcp, mint: Callable[..., str]
+) -> None:
+    # §10: "setting `repeat` on a task that blocks others is `invalid_argument`". The task in the
+    # trash still stores its link (restoring it brings the link back), so the refusal stands, but the
+    # advice must be one the caller can follow: update_task cannot reach a deleted task.
+    async with connect(app) as client:
+        alice = Caller(client, mint("alice"))
+        blocker = await alice.add("Blocker", due="2026-12-01")
+        waiting = await alice.add("Waits", blocked_by=[blocker["id"]])
+        await alice.delete(waiting["id"])
+
+        message = await alice.fails("update_task", "invalid_argument", task_id=blocker["id"], repeat="weekly")
+        assert f"restore_task with task_id {waiting['id']}" in message
+        assert "deleted" in message
+        assert (await alice.task(blocker["id"]))["version"] == 1  # nothing changed
+
+        # Following the advice works.
+        await alice.ok("restore_task", task_id=waiting["id"])
+        await alice.update(waiting["id"], clear=["blocked_by"])
+        assert (await alice.update(blocker["id"], repeat="weekly"))["repeat"] == "FREQ=WEEKLY"
+
