@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from mcp import MCPError
 
 from task_mcp.server import TaskMcp
 from tests.helpers import Caller, connect
@@ -37,3 +38,15 @@ async def test_repeat_on_a_task_that_a_deleted_task_waits_for_says_how_to_get_th
         await alice.update(waiting["id"], clear=["blocked_by"])
         assert (await alice.update(blocker["id"], repeat="weekly"))["repeat"] == "FREQ=WEEKLY"
 
+
+async def test_reading_the_board_where_list_tasks_is_not_offered_does_not_point_back_at_the_board(
+    make_app: Callable[..., TaskMcp],
+) -> None:
+    # §13: "Prompts and the board follow TASK_MCP_READ_ONLY and TASK_MCP_TOOLSETS".
+    async with connect(make_app(toolsets="history")) as client:
+        with pytest.raises(MCPError) as failed:
+            await client.read_resource("ui://task-mcp/board.html")
+        message = failed.value.message
+        assert message.startswith("invalid_argument: ")
+        assert "not offered" in message and "resources/list" in message
+        assert "Read ui://task-mcp/board.html" not in message
