@@ -50,3 +50,52 @@ async def test_reading_the_board_where_list_tasks_is_not_offered_does_not_point_
         assert message.startswith("invalid_argument: ")
         assert "not offered" in message and "resources/list" in message
         assert "Read ui://task-mcp/board.html" not in message
+
+
+@pytest.mark.parametrize(
+    "updates",
+    [
+        # Link to a task that stops repeating later in the same call.
+        [{"task_id": 2, "blocked_by": [1]}, {"task_id": 1, "clear": ["repeat"]}],
+        [{"task_id": 1, "clear": ["repeat"]}, {"task_id": 2, "blocked_by": [1]}],
+    ],
+)
+async def test_update_tasks_checks_repeating_blockers_on_the_final_state_whatever_the_order(
+    app: TaskMcp, mint: Callable[..., str], updates: list[dict[str, object]]
+) -> None:
+    # §10: update_tasks is "All or nothing, one change; rules are checked on the final state".
+    async with connect(app) as client:
+        alice = Caller(client, mint("alice"))
+        await alice.add("Standup", due="2026-12-01", repeat="daily")
+        await alice.add("Write report")
+
+        dry = await alice.ok("update_tasks", updates=updates, dry_run=True)
+        done = await alice.ok("update_tasks", updates=updates)
+        assert dry["tasks"] == done["tasks"]
+        assert (await alice.task(2))["blocked_by"] == [1] and (await alice.task(1)).get("repeat") is None
+
+        # And back: task 1 starts repeating in the same call that unlinks it, in either order.
+        for back in (
+            [{"task_id": 1, "repeat": "daily"}, {"task_id": 2, "clear": ["blocked_by"]}],
+            [{"task_id": 2, "blocked_by": [1]}, {"task_id": 1, "clear": ["repeat"]}],
+            [{"task_id": 2, "clear": ["blocked_by"]}, {"task_id": 1, "repeat": "weekly"}],
+        ):
+            await alice.ok("update_tasks", updates=back)
+        assert (await alice.task(1))["repeat"] == "FREQ=WEEKLY" and (await alice.task(2))["blocked_by"] == []
+
+
+async def test_update_tasks_still_refuses_a_repeating_blocker_in_the_final_state(
+    app: TaskMcp, mint: Callable[..., str]
+) -> None:
+    async with connect(app) as client:
+        alice = Caller(client, mint("alice"))
+        await alice.add("Standup", due="2026-12-01")
+        await alice.add("Write report")
+        for updates in (
+            [{"task_id": 2, "blocked_by": [1]}, {"task_id": 1, "repeat": "daily"}],
+            [{"task_id": 1, "repeat": "daily"}, {"task_id": 2, "blocked_by": [1]}],
+        ):
+            message = await alice.fails("update_tasks", "invalid_argument", updates=updates)
+            # Either item may be named: each is half of the link that breaks the rule.
+            assert message.startswith("invalid_argument: updates[") and "a repeating task cannot block" in message
+        assert (await alice.task(1))["version"] == 1 and (await alice.task(2))["version"] == 1

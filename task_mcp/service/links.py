@@ -98,9 +98,12 @@ def joined(numbers: Sequence[int]) -> str:
     return ",".join(str(n) for n in numbers)
 
 
-def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers: Sequence[int]) -> None:
+def check_blockers(
+    conn: Connection, ws: Workspace, number: int | None, blockers: Sequence[int], *, repeats: bool = True
+) -> None:
     """`blockers` may block task `number` (None: a task being created, which nothing waits for yet):
-    live tasks of the workspace, not the task itself, no cycle over every stored link.
+    live tasks of the workspace, not the task itself, none repeating (`repeats=False` leaves that to
+    a later check on a bulk call's final state), no cycle over every stored link.
 
     Raises:
         NotFoundError: a blocker is deleted or not in the workspace.
@@ -121,7 +124,7 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
             )
     # A repeating task cannot block (DESIGN §10): completing it never leaves it completed.
     for blocker in blockers:
-        if named[blocker].repeat is not None:
+        if repeats and named[blocker].repeat is not None:
             raise InvalidArgumentError(
                 f"blocked_by: task {blocker} repeats ({named[blocker].repeat}), and a repeating task cannot block: "
                 "completing it only moves its due. Leave it out, or clear its repeat first."
