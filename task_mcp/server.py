@@ -87,6 +87,10 @@ _NOT_STDIO = (
     "task_mcp.http.create_http_app, which checks the request's 'Authorization: Bearer <jwt>' header."
 )
 
+_NO_BOARD = (
+    f"{BOARD_URI} is not offered by this server: the board shows list_tasks results, and list_tasks is not "
+    "offered here (TASK_MCP_TOOLSETS). Call resources/list to see the resources offered."
+)
 
 # --- Who is calling -------------------------------------------------------------------------------
 
@@ -243,7 +247,9 @@ class TaskMcp:
     ) -> ReadResourceResult:
         """The board, or one task through `get_task` (so a read is authorized exactly like that call).
         A failed read raises `MCPError` whose message is the text `get_task` would answer."""
-        if uri == BOARD_URI and "list_tasks" in self.specs:
+        if uri == BOARD_URI:
+            if "list_tasks" not in self.specs:
+                raise rpc_error(str(InvalidArgumentError(_NO_BOARD)))
             return ReadResourceResult(contents=[TextResourceContents(uri=uri, mime_type=BOARD_MIME, text=board_html())])
         try:
             workspace, task_id = parse_task_uri(uri)

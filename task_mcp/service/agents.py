@@ -297,7 +297,8 @@ class AgentTasks(TaskWrites):
         receipt: Receipt | None = None,
     ) -> list[TaskOut]:
         """Apply 1-100 updates, all or nothing, as one change; each item's rules are checked as it
-        applies, and blocker cycles once every item is stored, so on the final state. `dry_run`
+        applies, and those linking tasks (blocker cycles, repeating blockers) once every item is
+        stored, so on the final state. `dry_run`
         answers the same and changes nothing (the transaction is rolled back).
 
         Raises:
@@ -325,7 +326,7 @@ class AgentTasks(TaskWrites):
             now = self._clock()
             rows, touches = [], []
             occurrences: list[dict[str, str | None] | None] = []
-            deferred: list[tuple[int, list[int]]] = []  # blocker cycles: checked on the final state
+            deferred: list[tuple[int, list[int] | None]] = []  # links and repeats: checked on the final state
             for i, (task_id, changes) in enumerate(updates):
                 try:
                     row, touch = self._apply(conn, ws, who, task_id, changes, now, deferred_cycles=deferred)
@@ -337,7 +338,10 @@ class AgentTasks(TaskWrites):
                     touches.append(touch)
             for number, blockers in deferred:
                 try:
-                    links.check_blockers(conn, ws, number, blockers)
+                    if blockers is None:  # it starts repeating: nothing may wait for it
+                        links.check_not_blocking(conn, ws, number)
+                    else:
+                        links.check_blockers(conn, ws, number, blockers)
                 except TaskMcpError as exc:
                     i = seen[number]
                     raise type(exc)(f"updates[{i}] (task {number}): {exc.message}") from None

@@ -98,9 +98,12 @@ def joined(numbers: Sequence[int]) -> str:
     return ",".join(str(n) for n in numbers)
 
 
-def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers: Sequence[int]) -> None:
+def check_blockers(
+    conn: Connection, ws: Workspace, number: int | None, blockers: Sequence[int], *, repeats: bool = True
+) -> None:
     """`blockers` may block task `number` (None: a task being created, which nothing waits for yet):
-    live tasks of the workspace, not the task itself, no cycle over every stored link.
+    live tasks of the workspace, not the task itself, none repeating (`repeats=False` leaves that to
+    a later check on a bulk call's final state), no cycle over every stored link.
 
     Raises:
         NotFoundError: a blocker is deleted or not in the workspace.
@@ -121,7 +124,7 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
             )
     # A repeating task cannot block (DESIGN §10): completing it never leaves it completed.
     for blocker in blockers:
-        if named[blocker].repeat is not None:
+        if repeats and named[blocker].repeat is not None:
             raise InvalidArgumentError(
                 f"blocked_by: task {blocker} repeats ({named[blocker].repeat}), and a repeating task cannot block: "
                 "completing it only moves its due. Leave it out, or clear its repeat first."
@@ -136,7 +139,14 @@ def check_blockers(conn: Connection, ws: Workspace, number: int | None, blockers
         )
 
 
-WAITING_ON = select(L.number).where(L.owner_id == bindparam("owner"), L.blocker == bindparam("number")).limit(1)
+# A live waiting task first: its advice (update_task) works; a deleted one needs restoring first.
+WAITING_ON = (
+    select(L.number, T.deleted_at)
+    .join(TASKS, and_(T.owner_id == L.owner_id, T.number == L.number))
+    .where(L.owner_id == bindparam("owner"), L.blocker == bindparam("number"))
+    .order_by(T.deleted_at.is_not(None), L.number)
+    .limit(1)
+)
 
 
 def check_not_blocking(conn: Connection, ws: Workspace, number: int) -> None:
@@ -145,12 +155,20 @@ def check_not_blocking(conn: Connection, ws: Workspace, number: int) -> None:
     Raises:
         InvalidArgumentError: naming a task it blocks.
     """
-    waiting = conn.execute(WAITING_ON, {"owner": ws.key, "number": number}).scalar()
-    if waiting is not None:
+    row = conn.execute(WAITING_ON, {"owner": ws.key, "number": number}).first()
+    if row is None:
+        return
+    waiting, deleted_at = row
+    if deleted_at is not None:  # update_task cannot reach a task in the trash
         raise InvalidArgumentError(
-            f"repeat: task {number} blocks task {waiting}, and a repeating task cannot block. Remove {number} from "
-            f"the blocked_by of task {waiting} (update_task{ws.hint}) first, or leave repeat out."
+            f"repeat: task {number} blocks task {waiting}, which is deleted but still restorable, and a repeating "
+            f"task cannot block. Call restore_task{ws.hint} with task_id {waiting}, remove {number} from its "
+            "blocked_by (update_task), and delete it again if you like; or leave repeat out."
         )
+    raise InvalidArgumentError(
+        f"repeat: task {number} blocks task {waiting}, and a repeating task cannot block. Remove {number} from "
+        f"the blocked_by of task {waiting} (update_task{ws.hint}) first, or leave repeat out."
+    )
 
 
 def _cycle(conn: Connection, owner: str, number: int, blockers: Sequence[int], reached: set[int]) -> str:

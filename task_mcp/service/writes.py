@@ -145,13 +145,14 @@ class TaskWrites:
         changes: TaskUpdate,
         now: dt.datetime,
         *,
-        deferred_cycles: list[tuple[int, list[int]]] | None = None,
+        deferred_cycles: list[tuple[int, list[int] | None]] | None = None,
     ) -> tuple[Row[Any], Touch | None]:
         """Apply one update on `conn`; the row after it and its journal touch (None: nothing changed).
 
-        With `deferred_cycles`, the blocker-cycle check of this update is left to the caller (which runs
-        it once every update of a bulk call is stored, so it sees the final state): `(task, blockers)`
-        is appended there instead."""
+        With `deferred_cycles`, the checks that depend on other tasks of a bulk call (blocker cycles,
+        and that no repeating task blocks) are left to the caller, which runs them once every update is
+        stored, so they see the final state: `(task, blockers)` is appended there instead, or
+        `(task, None)` for a task that starts repeating (nothing may wait for it)."""
         row = store.live_row(conn, ws, task_id, lock=True)
         if changes.expected_version is not None and changes.expected_version != row.version:
             raise ConflictError(
@@ -184,7 +185,7 @@ class TaskWrites:
             else:  # the blockers themselves now, the cycle on the final state
                 if row.number in changes.blocked_by:
                     links.check_blockers(conn, ws, row.number, changes.blocked_by)  # names the self-reference
-                links.check_blockers(conn, ws, None, changes.blocked_by)
+                links.check_blockers(conn, ws, None, changes.blocked_by, repeats=False)
                 deferred_cycles.append((row.number, list(changes.blocked_by)))
             after["blocked_by"] = links.joined(changes.blocked_by)
         elif "blocked_by" in changes.clear:
@@ -195,7 +196,10 @@ class TaskWrites:
         if changes.tags is not None:
             after["tags"] = "\n".join(changes.tags)
         if repeats.settle(after, repeat=changes.repeat, timezone=changes.timezone, clear=changes.clear):
-            links.check_not_blocking(conn, ws, row.number)
+            if deferred_cycles is None:
+                links.check_not_blocking(conn, ws, row.number)
+            else:
+                deferred_cycles.append((row.number, None))
         occurrence = None
         if after["status"] == "completed" != before["status"] and after["repeat"] is not None:
             occurrence = repeats.complete(after, now)
