@@ -182,9 +182,16 @@ TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
 TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
 IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
 WORKSPACE_MEMBERS: Table = SQLModel.metadata.tables["workspace_members"]
-# SQLite only: the FTS5 trigram index over the folded title and description (migration 0008),
-# rowid = tasks.pk. Its own metadata, so it is never created as a plain table.
-TASK_SEARCH: Table = Table("task_search", MetaData(), Column("rowid", Integer), Column("task_search", UnicodeText()))
+# SQLite only, made by migrations 0008 and 0010 (their own metadata, so never created as plain tables):
+# the FTS5 trigram index over the folded title and description, an entry's rowid being
+# space * SEARCH_SPAN + number, where `space` is its workspace's integer in TASK_SEARCH_SPACES, so a
+# workspace's entries are one range of rowids.
+_SEARCH = MetaData()
+TASK_SEARCH: Table = Table("task_search", _SEARCH, Column("rowid", Integer), Column("task_search", UnicodeText()))
+TASK_SEARCH_SPACES: Table = Table(
+    "task_search_spaces", _SEARCH, Column("space", Integer), Column("owner_id", String(KEY_LENGTH))
+)
+SEARCH_SPAN = 2**32  # above every task number (MAX_ID)
 
 
 def fold(value: str | None) -> str:

@@ -20,12 +20,24 @@ import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, TASK_SEARCH, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
+from task_mcp.models import (
+    MAX_ID,
+    PRIORITIES,
+    SEARCH_SPAN,
+    TASK_SEARCH,
+    TASK_SEARCH_SPACES,
+    TASK_TAGS,
+    TASKS,
+    TaskOut,
+    TaskQuery,
+    fold,
+)
 from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
 _T = TASKS.c
 _TT = TASK_TAGS.c
+_SPACES = TASK_SEARCH_SPACES.c
 
 
 @dataclass(frozen=True)
@@ -145,10 +157,16 @@ class TaskList:
             where.append(or_(*(c.contains(needle, autoescape=True) for c in (_T.title_folded, _T.description_folded))))
             if len(needle) >= 3 and self.conn.dialect.name == "sqlite":
                 # The trigram index narrows the rows the LIKE compares (PostgreSQL's pg_trgm indexes
-                # serve the LIKE itself). A phrase of trigrams is a substring: the same rows.
+                # serve the LIKE itself). A phrase of trigrams is a substring: the same rows. The
+                # workspace's entries are one range of rowids, which FTS5 reads alone.
                 phrase = '"' + needle.replace('"', '""') + '"'
-                found = select(TASK_SEARCH.c.rowid).where(TASK_SEARCH.c.task_search.op("MATCH")(phrase))
-                where.append(_T.pk.in_(found))
+                space = select(_SPACES.space).where(_SPACES.owner_id == self.owner).scalar_subquery()
+                rowid = TASK_SEARCH.c.rowid
+                found = select(rowid % SEARCH_SPAN).where(
+                    TASK_SEARCH.c.task_search.op("MATCH")(phrase),
+                    rowid.between(space * SEARCH_SPAN, space * SEARCH_SPAN + MAX_ID),
+                )
+                where.append(_T.number.in_(found))
         if q.due_after is not None or q.due_before is not None:
             where.append(self._due_range(q.due_after, q.due_before))
         if q.overdue:
