@@ -154,7 +154,12 @@ class TaskList:
         if q.text:
             # Case-folded copies, compared with a plain LIKE: the same answer on every database.
             needle = fold(q.text)
-            where.append(or_(*(c.contains(needle, autoescape=True) for c in (_T.title_folded, _T.description_folded))))
+            columns: list[ColumnElement[str]] = [_T.title_folded, _T.description_folded]
+            if len(needle) < 3:
+                # No trigram in it: PostgreSQL's pg_trgm index would be read whole, every workspace's
+                # rows. Compared as expressions, the columns leave it aside for the workspace's rows.
+                columns = [c.concat("") for c in columns]
+            where.append(or_(*(c.contains(needle, autoescape=True) for c in columns)))
             if len(needle) >= 3 and self.conn.dialect.name == "sqlite":
                 # The trigram index narrows the rows the LIKE compares (PostgreSQL's pg_trgm indexes
                 # serve the LIKE itself). A phrase of trigrams is a substring: the same rows. The
