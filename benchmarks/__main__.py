@@ -5,8 +5,9 @@ batches of the thing measured with batches of its baseline (a no-op tool on the 
 transport, or the same query on a small table), and reports the ratio. Steps:
 
 1. Seed: the stdio database through `TaskService.create_tasks` (user-000 holds 10,000 tasks, 19
-   other users 500 each); four growth databases by bulk SQL (10,000 and 1,000,000 rows on SQLite
-   and on PostgreSQL, the latter in a background thread while SQLite seeds).
+   other users 500 each); six growth databases by bulk SQL (10,000 and 1,000,000 rows, and 100,000
+   of user-000's own, on SQLite and on PostgreSQL, the latter in a background thread while SQLite
+   seeds).
 2. Measure: per-call cost over stdio, context cost, token verification, growth, cold start, and
    HTTP throughput.
 3. Print the table and write benchmarks/results/latest.json.
@@ -39,6 +40,7 @@ PG_DATABASE = "task_mcp_bench"
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}?options=-csearch_path%3D{{schema}}"
 USER_TASKS, OTHER_USERS, OTHER_TASKS = 10_000, 19, 500
 SMALL, LARGE, LARGE_USERS = 10_000, 1_000_000, 100
+OWN = 100_000  # the user's own list grown tenfold
 
 
 def log(message: str) -> None:
@@ -55,14 +57,14 @@ def postgres_version() -> str | None:
 
 @contextmanager
 def postgres_database() -> Iterator[None]:
-    """A fresh `task_mcp_bench` database with schemas `small` and `large`; dropped afterwards."""
+    """A fresh `task_mcp_bench` database with a schema per growth database; dropped afterwards."""
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {PG_DATABASE}")
     try:
         with psycopg.connect(PG_SERVER.rsplit("/", 1)[0] + f"/{PG_DATABASE}", autocommit=True) as conn:
-            conn.execute("CREATE SCHEMA small")
-            conn.execute("CREATE SCHEMA large")
+            for schema in SCHEMAS:
+                conn.execute(f"CREATE SCHEMA {schema}")
         yield
     finally:
         with psycopg.connect(PG_SERVER, autocommit=True) as conn:
@@ -92,19 +94,24 @@ class Background:
         return self._value
 
 
-def growth_pair(make_url: Callable[[str], str]) -> tuple[Database, Database]:
-    """Two empty databases at the newest schema, for 10,000 and 1,000,000 rows."""
-    pair = Database(make_url("small")), Database(make_url("large"))
-    for database in pair:
+SCHEMAS = ("small", "large", "own")
+Growth = tuple[Database, Database, Database]
+
+
+def growth_databases(make_url: Callable[[str], str]) -> Growth:
+    """Three empty databases at the newest schema: 10,000 rows, 1,000,000 rows, and 100,000 of one user's."""
+    small, large, own = (Database(make_url(schema)) for schema in SCHEMAS)
+    for database in (small, large, own):
         migrate(database)
-    return pair
+    return small, large, own
 
 
-def seed_pair(pair: tuple[Database, Database]) -> tuple[Database, Database]:
-    small, large = pair
+def seed_growth(databases: Growth) -> Growth:
+    small, large, own = databases
     seconds = bulk_seed(small, total=SMALL, users=1) + bulk_seed(large, total=LARGE, users=LARGE_USERS)
-    log(f"  {small.dialect}: {SMALL:,} + {LARGE:,} rows bulk-seeded in {seconds:.0f} s")
-    return small, large
+    seconds += bulk_seed(own, total=OWN, users=1)
+    log(f"  {small.dialect}: {SMALL:,} + {LARGE:,} + {OWN:,} rows bulk-seeded in {seconds:.0f} s")
+    return databases
 
 
 async def section(title: str, notes: list[str], measure: Callable[[], Any]) -> Any:
@@ -119,25 +126,36 @@ async def section(title: str, notes: list[str], measure: Callable[[], Any]) -> A
         return []
 
 
+async def growth_sections(backend: str, databases: Growth, notes: list[str]) -> list[Row]:
+    small, large, own = databases
+    rows = await section(f"growth on {backend} (in-process)", notes, lambda: growth.growth(backend, small, large))
+    rows += await section(
+        f"own-list growth on {backend} (in-process)", notes, lambda: growth.own_growth(backend, small, own)
+    )
+    for database in databases:
+        database.dispose()
+    return list(rows)
+
+
 async def run_all(tmp: Path, pg_version: str | None, rows: list[Row], notes: list[str]) -> None:
     # One key per algorithm the verification benchmark compares, behind one loopback JWKS.
     with JwksServer([SigningKey.generate(alg) for alg in verification.ALGORITHMS]) as stand_in:
         token = stand_in.mint(USER, lifetime=3600)
-        sqlite_pair = growth_pair(lambda schema: f"sqlite:///{tmp / f'growth-{schema}.db'}")
+        sqlite_dbs = growth_databases(lambda schema: f"sqlite:///{tmp / f'growth-{schema}.db'}")
         pg_seed = None
         if pg_version:  # seeded in the PostgreSQL server's process while this one seeds SQLite
-            pg_empty = growth_pair(lambda schema: PG_URL.format(schema=schema))
-            pg_seed = Background(lambda: seed_pair(pg_empty))
+            pg_empty = growth_databases(lambda schema: PG_URL.format(schema=schema))
+            pg_seed = Background(lambda: seed_growth(pg_empty))
 
         log(f"seeding: {USER} {USER_TASKS:,} tasks + {OTHER_USERS} users x {OTHER_TASKS}, by TaskService.create_tasks")
         stdio_url = f"sqlite:///{tmp / 'stdio.db'}"
         seconds = seed_with_service(stdio_url, user_tasks=USER_TASKS, other_users=OTHER_USERS, other_tasks=OTHER_TASKS)
         log(f"  done in {seconds:.0f} s ({user_id(0)}..{user_id(OTHER_USERS)})")
-        seed_pair(sqlite_pair)
-        pg_pair = None
+        seed_growth(sqlite_dbs)
+        pg_dbs = None
         if pg_seed is not None:
             log("waiting for the PostgreSQL seed")
-            pg_pair = pg_seed.result()
+            pg_dbs = pg_seed.result()
 
         params = stdio.task_mcp_params(stdio_url, stand_in.base_url)
         calls = await section(
@@ -150,21 +168,9 @@ async def run_all(tmp: Path, pg_version: str | None, rows: list[Row], notes: lis
             rows += await section(
                 "token verification", notes, lambda: verification.verification(stand_in, call_data["noop_p50_s"])
             )
-        rows += await section(
-            "growth on SQLite (in-process, TaskService.list_tasks)",
-            notes,
-            lambda: growth.growth("SQLite", *sqlite_pair),
-        )
-        for database in sqlite_pair:
-            database.dispose()
-        if pg_pair is not None:
-            rows += await section(
-                "growth on PostgreSQL (in-process, TaskService.list_tasks)",
-                notes,
-                lambda: growth.growth(f"PostgreSQL {pg_version}", *pg_pair),
-            )
-            for database in pg_pair:
-                database.dispose()
+        rows += await growth_sections("SQLite", sqlite_dbs, notes)
+        if pg_dbs is not None:
+            rows += await growth_sections(f"PostgreSQL {pg_version}", pg_dbs, notes)
         else:
             notes.append("PostgreSQL growth skipped: nothing answers at 127.0.0.1:5432")
         rows += await section("cold start", notes, lambda: stdio.cold_start(params))

@@ -2,7 +2,8 @@
 
 Both produce the same kind of list for user `user-000`: numbers 1…N, 1 in 5 completed, a spread
 of priorities, a due date or instant on half, tags `work`/`home`/`errands` (and `q3` on 1 in 10),
-a description on 1 in 3. Other users' rows are interleaved with hers in time.
+a description on 1 in 3. Other users' rows are interleaved with hers in time. The bulk seed also
+journals each task's creation (one change per task).
 """
 
 from __future__ import annotations
@@ -144,13 +145,32 @@ SELECT pk, CASE number % 4 WHEN 0 THEN 'work' WHEN 1 THEN 'home' ELSE 'errands' 
 UNION ALL
 SELECT pk, 'q3', owner_id, status, priority, number, created_at, deleted_at FROM tasks WHERE number % 10 = 0
 """
+# The journal: each task's creation as its own change (change_id = number), dated like the task.
+_CHANGES = """
+INSERT INTO changes (owner_id, change_id, at, tool, by_user, summary, task_count)
+SELECT owner_id, number, created_at, 'create_task', owner_id, 'Created #' || number || ': ' || title, 1 FROM tasks
+"""
+_CHANGE_TASKS = """
+INSERT INTO change_tasks (owner_id, change_id, number, kind, version_after)
+SELECT owner_id, number, number, 'created', 1 FROM tasks
+"""
 # The counts the triggers keep (migration 0009) found no counter row while the bulk insert ran.
 _COUNTERS = (
-    "INSERT INTO task_counters (owner_id, last_number, open_tasks, completed_tasks, deleted_tasks) "
-    "SELECT owner_id, max(number), sum(CASE WHEN deleted_at IS NULL AND status = 'open' THEN 1 ELSE 0 END), "
+    "INSERT INTO task_counters (owner_id, last_number, last_change, open_tasks, completed_tasks, deleted_tasks) "
+    "SELECT owner_id, max(number), max(number), "
+    "sum(CASE WHEN deleted_at IS NULL AND status = 'open' THEN 1 ELSE 0 END), "
     "sum(CASE WHEN deleted_at IS NULL AND status = 'completed' THEN 1 ELSE 0 END), "
     "sum(CASE WHEN deleted_at IS NOT NULL THEN 1 ELSE 0 END) FROM tasks GROUP BY owner_id"
 )
+SEEDED_UNTIL = dt.datetime(2025, 1, 13, tzinfo=dt.UTC)  # after the last bulk-seeded row (1,000,000 s)
+
+# SQLite's text index (migrations 0008, 0010): each workspace's integer, then its entries keyed by it.
+_SEARCH_SPACES = "INSERT INTO task_search_spaces (owner_id) SELECT DISTINCT owner_id FROM tasks ORDER BY owner_id"
+_SEARCH_ROWS = """
+INSERT INTO task_search (rowid, title_folded, description_folded)
+SELECT s.space * 4294967296 + t.number, t.title_folded, t.description_folded
+  FROM tasks t JOIN task_search_spaces s ON s.owner_id = t.owner_id
+"""
 
 
 def bulk_seed(database: Database, *, total: int, users: int) -> float:
@@ -177,8 +197,12 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
             conn.execute(f"INSERT INTO tasks ({_COLUMNS}) {_SQLITE_ROWS}", {"total": total, "users": users})
             conn.execute(_FOLD)
             conn.execute(_TAG_ROWS)
+            conn.execute(_CHANGES)
+            conn.execute(_CHANGE_TASKS)
             conn.execute(_COUNTERS)
-            conn.execute("INSERT INTO task_search (task_search) VALUES ('rebuild')")
+            conn.execute(_SEARCH_SPACES)
+            conn.execute(_SEARCH_ROWS)
+            conn.execute("INSERT INTO task_search (task_search) VALUES ('optimize')")  # as migration 0010 does
             for _, definition in triggers:
                 conn.execute(definition)
             conn.execute("COMMIT")
@@ -202,6 +226,8 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
             conn.execute(text(f"INSERT INTO tasks ({_COLUMNS}) {_PG_ROWS}"), {"total": total, "users": users})
             conn.execute(text(_FOLD))
             conn.execute(text(_TAG_ROWS))
+            conn.execute(text(_CHANGES))
+            conn.execute(text(_CHANGE_TASKS))
             conn.execute(text(_COUNTERS))
             conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
             for _, definition in indexes:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, Index, Integer, MetaData, Row, String, Table, UnicodeText, UniqueConstraint, text
+from sqlalchemy import Column, Index, Row, String, Table, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from task_mcp.columns import KEY_LENGTH as KEY_LENGTH
@@ -187,9 +187,6 @@ TASK_TAGS: Table = SQLModel.metadata.tables["task_tags"]
 TASK_COUNTERS: Table = SQLModel.metadata.tables["task_counters"]
 IDEMPOTENCY_KEYS: Table = SQLModel.metadata.tables["idempotency_keys"]
 WORKSPACE_MEMBERS: Table = SQLModel.metadata.tables["workspace_members"]
-# SQLite only: the FTS5 trigram index over the folded title and description (migration 0008),
-# rowid = tasks.pk. Its own metadata, so it is never created as a plain table.
-TASK_SEARCH: Table = Table("task_search", MetaData(), Column("rowid", Integer), Column("task_search", UnicodeText()))
 
 
 def fold(value: str | None) -> str:

@@ -9,8 +9,12 @@ tag row or a text index entry left behind by a write shows up as a task too many
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
-from task_mcp.db import Database
+from alembic import command
+from sqlalchemy import text
+
+from task_mcp.db import Database, alembic_config, current_revision, migrate
 from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate, fold
 from task_mcp.service import TaskService
 
@@ -89,5 +93,42 @@ def test_tag_and_text_filters_follow_every_write(database_url: str) -> None:
         now[0] += dt.timedelta(days=2)
         assert service.purge_deleted() == 1
         _check(service)
+    finally:
+        database.dispose()
+
+
+def test_0010_numbers_an_existing_sqlite_index_by_workspace_and_the_search_answers_as_before(tmp_path: Path) -> None:
+    """A database indexed by 0008 (entries keyed by tasks.pk, workspaces interleaved) is keyed
+    space * 2**32 + number by 0010: every workspace's entries are one range, the search finds the
+    same tasks, and later writes keep the new keys."""
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        command.upgrade(alembic_config(database), "0008")
+        insert = text(
+            "INSERT INTO tasks (owner_id, number, title, status, priority, tags, version, created_at, updated_at, "
+            "title_folded, description_folded) VALUES (:o, :n, :t, 'open', 0, '', 1, :at, :at, :f, '')"
+        )
+        at = dt.datetime(2026, 3, 1)
+        with database.engine.begin() as conn:
+            for n in range(1, 4):  # interleaved: alice 1, bob 1, alice 2, bob 2, ...
+                for owner in ("alice", "bob"):
+                    title = f"{owner} invoice {n}"
+                    conn.execute(insert, {"o": owner, "n": n, "t": title, "at": at, "f": fold(title)})
+            conn.execute(text("INSERT INTO task_counters (owner_id, last_number) VALUES ('alice', 3), ('bob', 3)"))
+        migrate(database)
+        assert current_revision(database) == "0010"
+
+        service = TaskService(database, purge_every=None)
+        assert [t.id for t in service.list_tasks(USER, TaskQuery(text="INVOICE")).tasks] == [3, 2, 1]
+        assert [t.id for t in service.list_tasks("bob", TaskQuery(text="bob invoice 2")).tasks] == [2]
+        service.create_task(USER, TaskCreate(title="Another invoice"))
+        service.update_task("bob", 1, TaskUpdate(title="Paid"))
+        assert [t.id for t in service.list_tasks(USER, TaskQuery(text="invoice")).tasks] == [4, 3, 2, 1]
+        assert [t.id for t in service.list_tasks("bob", TaskQuery(text="invoice")).tasks] == [3, 2]
+        with database.engine.connect() as conn:
+            spaces = dict(conn.execute(text("SELECT owner_id, space FROM task_search_spaces")).all())
+            keys = conn.execute(text("""SELECT rowid FROM task_search WHERE task_search MATCH '"invoice"'""")).scalars()
+            found = sorted(divmod(key, 2**32) for key in keys)
+        assert found == sorted([(spaces[USER], n) for n in (1, 2, 3, 4)] + [(spaces["bob"], n) for n in (2, 3)])
     finally:
         database.dispose()

@@ -18,9 +18,17 @@ from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, 
 
 import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
+import task_mcp.service.search as search
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
-from task_mcp.models import PRIORITIES, TASK_COUNTERS, TASK_SEARCH, TASK_TAGS, TASKS, TaskOut, TaskQuery, fold
+from task_mcp.models import (
+    PRIORITIES,
+    TASK_COUNTERS,
+    TASK_TAGS,
+    TASKS,
+    TaskOut,
+    TaskQuery,
+)
 from task_mcp.service.workspaces import Workspace
 
 _TASKS = TASKS
@@ -162,15 +170,7 @@ class TaskList:
             if i == 0:
                 self.first_tag = where[-1]  # a page led by the tag's own rows leaves it out
         if q.text:
-            # Case-folded copies, compared with a plain LIKE: the same answer on every database.
-            needle = fold(q.text)
-            where.append(or_(*(c.contains(needle, autoescape=True) for c in (_T.title_folded, _T.description_folded))))
-            if len(needle) >= 3 and self.conn.dialect.name == "sqlite":
-                # The trigram index narrows the rows the LIKE compares (PostgreSQL's pg_trgm indexes
-                # serve the LIKE itself). A phrase of trigrams is a substring: the same rows.
-                phrase = '"' + needle.replace('"', '""') + '"'
-                found = select(TASK_SEARCH.c.rowid).where(TASK_SEARCH.c.task_search.op("MATCH")(phrase))
-                where.append(_T.pk.in_(found))
+            where.extend(search.text_filters(self.conn, self.owner, q.text))
         if q.due_after is not None or q.due_before is not None:
             where.append(self._due_range(q.due_after, q.due_before))
         if q.overdue:
