@@ -153,7 +153,8 @@ class TaskList:
     def _prepared(self, kind: Literal["rows", "count"]) -> Result[Any]:
         """The page's rows or its total, through a prepared statement (`pages.py`)."""
         q, cursor = self.query, self.cursor
-        stmt = pages.prepared(kind, self.shape or "plain", self.sort, q.status == "all", cursor is not None, q.limit)
+        limit = q.limit if kind == "rows" else 0  # a total needs no page size
+        stmt = pages.prepared(kind, self.shape or "plain", self.sort, q.status == "all", cursor is not None, limit)
         return self.conn.execute(stmt, pages.params(self.owner, q, self.sort, cursor))
 
     def _filters(self) -> list[ColumnElement[bool]]:
