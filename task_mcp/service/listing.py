@@ -11,13 +11,14 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, false, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Result, Row, Select, and_, bindparam, false, func, or_, select, tuple_
 
 import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
+import task_mcp.service.pages as pages
 import task_mcp.service.search as search
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
@@ -116,12 +117,16 @@ class TaskList:
         self.owner = ws.key
         self.zone = ZoneInfo(query.timezone)
         self.first_tag: ColumnElement[bool] | None = None
-        self.filters = self._filters()
+        # A status (and at most one tag) is all the filter says: prepared statements serve the page.
+        self.shape = pages.shape(query, self.sort, assignee)
+        self.filters = [] if self.shape else self._filters()
         self.fingerprint = _query_fingerprint(query, self.sort)  # checks the cursor given, marks the one returned
         self.cursor = _decode_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
 
     def page(self) -> TaskPage:
-        if self.sort == "ready":
+        if self.shape:
+            rows = list(self._prepared("rows").all())
+        elif self.sort == "ready":
             rows = self._ready_rows()
         else:
             rows = self._due_rows() if self.sort == "due" else self._simple_rows()
@@ -131,6 +136,8 @@ class TaskList:
             total = len(rows)  # the first page holds them all: no need to count
         elif self._status_only():
             total = self._counted()
+        elif self.shape == "tag":
+            total = self._prepared("count").scalar_one()
         else:
             total = self.conn.execute(self._count()).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
@@ -150,6 +157,13 @@ class TaskList:
             return 0
         open_tasks, completed_tasks = int(counts[0]), int(counts[1])
         return {"open": open_tasks, "completed": completed_tasks}.get(self.query.status, open_tasks + completed_tasks)
+
+    def _prepared(self, kind: Literal["rows", "count"]) -> Result[Any]:
+        """The page's rows or its total, through a prepared statement (`pages.py`)."""
+        q, cursor = self.query, self.cursor
+        limit = q.limit if kind == "rows" else 0  # a total needs no page size
+        stmt = pages.prepared(kind, self.shape or "plain", self.sort, q.status == "all", cursor is not None, limit)
+        return self.conn.execute(stmt, pages.params(self.owner, q, self.sort, cursor))
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query

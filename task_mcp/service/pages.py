@@ -1,0 +1,89 @@
+"""Prepared statements for the commonest `list_tasks` pages: a status alone, or one tag beside it.
+
+Building a SQLAlchemy statement and computing its cache key cost more than running the query on
+a page of 20, so these shapes are built once, with a bound parameter for every value (`owner`,
+`status`, `tag`, and the cursor's `key` and `number`), and reused. Each is the statement
+`listing.TaskList` builds for the same query, with the same conditions in the same order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_
+
+from task_mcp.models import TASK_TAGS, TASKS, TaskQuery
+
+_T = TASKS.c
+_TT = TASK_TAGS.c
+
+
+@cache  # a handful of shapes times the page sizes (1-100): a few hundred statements at most
+def prepared(
+    kind: Literal["rows", "count"],
+    shape: Literal["plain", "tag"],
+    sort: str,
+    any_status: bool,
+    after_cursor: bool,
+    limit: int,
+) -> Select[Any]:
+    """The page's rows (`limit` + 1 of them, to tell whether more follow) or, for a tag, its total.
+
+    `plain`: the workspace's live tasks of one status (any, with `any_status`), newest first by
+    `sort` (created, updated or priority). `tag`: the same, sorted by created, read from the tag's
+    own rows (they copy the task's list keys)."""
+    owner = bindparam("owner", type_=_T.owner_id.type)
+    status = bindparam("status", type_=_T.status.type)
+    where: list[ColumnElement[bool]] = [_T.owner_id == owner, _T.deleted_at.is_(None)]
+    if not any_status:
+        where.append(_T.status == status)
+    columns: dict[str, ColumnElement[Any]] = {
+        "created": _T.created_at,
+        "updated": _T.updated_at,
+        "priority": _T.priority,
+    }
+    column, number = columns[sort], _T.number
+    if shape == "tag":
+        keys = [_TT.owner_id == owner, _TT.tag == bindparam("tag", type_=_TT.tag.type), _TT.deleted_at.is_(None)]
+        if not any_status:
+            keys.append(_TT.status == status)
+        if kind == "count":
+            return select(func.count()).select_from(TASK_TAGS).where(*keys)
+        column, number = _TT.created_at, _TT.number
+        stmt = select(TASKS).join(TASK_TAGS, _TT.task_pk == _T.pk).where(*where, *keys)
+    else:
+        stmt = select(TASKS).where(*where)
+    if after_cursor:
+        after = tuple_(bindparam("key", type_=column.type), bindparam("number", type_=number.type))
+        stmt = stmt.where(tuple_(column, number) < after)
+    return stmt.order_by(column.desc(), number.desc()).limit(limit + 1)
+
+
+def shape(query: TaskQuery, sort: str, assignee: str | None) -> Literal["plain", "tag"] | None:
+    """The prepared shape that serves `query` (its `sort` resolved, its `assignee` filter resolved),
+    or None: `plain` when a status (not the trash) is the whole filter and the sort is created,
+    updated or priority; `tag` when one tag stands beside it and the sort is created."""
+    q = query
+    if q.status == "deleted" or sort not in ("created", "updated", "priority"):
+        return None
+    narrowed = q.priority or q.text or q.due_after is not None or q.due_before is not None or q.overdue
+    if narrowed or q.parent_id is not None or assignee is not None or q.ready:
+        return None
+    if not q.tags:
+        return "plain"
+    return "tag" if sort == "created" and len(q.tags) == 1 else None
+
+
+def params(owner: str, query: TaskQuery, sort: str, cursor: dict[str, Any] | None) -> dict[str, Any]:
+    """The values a prepared statement binds: the workspace, the status, the tag, the cursor's position."""
+    values: dict[str, Any] = {"owner": owner}
+    if query.status != "all":
+        values["status"] = query.status
+    if query.tags:
+        values["tag"] = query.tags[0]
+    if cursor is not None:
+        values["key"] = cursor["k"] if sort == "priority" else dt.datetime.fromisoformat(cursor["k"])
+        values["number"] = cursor["n"]
+    return values
