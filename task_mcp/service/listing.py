@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, false, func, or_, select, tuple_
+from sqlalchemy.sql import union_all
 
 import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
@@ -123,17 +124,21 @@ class TaskList:
             total = len(rows)  # the first page holds them all: no need to count
         elif self._status_only():
             total = self._counted()
+        elif self._status_only(ready=True):
+            held_back = self.conn.execute(links.HELD_BACK, {"owner": self.owner, "now": self.now}).scalar_one()
+            total = self._counted() - held_back
         else:
             total = self.conn.execute(self._count()).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
         tasks = links.outs(self.conn, self.owner, rows, self.now)
         return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total, now=self.now)
 
-    def _status_only(self) -> bool:
-        """The filter is a status and nothing else: the workspace's counts hold the total."""
+    def _status_only(self, *, ready: bool = False) -> bool:
+        """The filter is a status and nothing else (or, with `ready`, ready and nothing else): the
+        workspace's counts hold the total (less the tasks held back from ready)."""
         q = self.query
         narrowed = q.priority or q.tags or q.text or q.due_after is not None or q.due_before is not None
-        narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready
+        narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready != ready
         return q.status in ("open", "completed", "all") and not narrowed
 
     def _counted(self) -> int:
@@ -328,7 +333,8 @@ class TaskList:
                 streams[0] = streams[0].where(or_(lower, and_(_T.priority == p, tuple_(_T.due_at, _T.number) > (k, n))))
                 streams[1] = streams[1].where(or_(lower, and_(_T.priority == p, or_(_T.due_date > day, same_day))))
                 streams[2] = streams[2].where(_T.priority <= p)
-        rows = [row for stream in streams for row in self._rows(stream.limit(want))]
+        # One statement: each stream's first rows (an index range apiece), merged here.
+        rows = self.conn.execute(union_all(*(stream.limit(want).subquery().select() for stream in streams))).all()
         return sorted(rows, key=ready_key)[:want]
 
     def _cursor_after(self, task: Any) -> str:
