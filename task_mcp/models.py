@@ -43,9 +43,14 @@ Sort = Literal["created", "due", "priority", "updated"]
 # --- Tables -------------------------------------------------------------------------------------
 
 
-def _live_index(name: str, *columns: str) -> Index:
-    live = text("deleted_at IS NULL")
-    return Index(name, *columns, sqlite_where=live, postgresql_where=live)
+def _live_index(name: str, *columns: Any, where: str = "deleted_at IS NULL") -> Index:
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
+
+
+def _ready_index(stream: str, *due: str, where: str) -> Index:
+    # Claim order (DESIGN §10): priority highest first, then the stream's due, then id.
+    keys = ("owner_id", "status", text("priority DESC"), *due, "number")
+    return _live_index(f"ix_tasks_ready_{stream}", *keys, where=f"deleted_at IS NULL AND {where}")
 
 
 class Task(SQLModel, table=True):
@@ -66,14 +71,12 @@ class Task(SQLModel, table=True):
         _live_index("ix_tasks_owner_assignee", "owner_id", "assignee", "number"),
         Index("ix_tasks_owner_parent", "owner_id", "parent_number"),
         Index("ix_tasks_deleted_at", "deleted_at"),
-        Index(
-            "ix_tasks_owner_trash",
-            "owner_id",
-            "deleted_at",
-            "number",
-            sqlite_where=text("deleted_at IS NOT NULL"),
-            postgresql_where=text("deleted_at IS NOT NULL"),
-        ),
+        _live_index("ix_tasks_owner_trash", "owner_id", "deleted_at", "number", where="deleted_at IS NOT NULL"),
+        # ready lists and claim_task (migration 0010): each stream of the ready order, and live claims.
+        _ready_index("due_at", "due_at", where="due_at IS NOT NULL"),
+        _ready_index("due_date", "due_date", where="due_date IS NOT NULL"),
+        _ready_index("undated", where="due_at IS NULL AND due_date IS NULL"),
+        _live_index("ix_tasks_owner_claim", "owner_id", "claim_until", where="claim_until IS NOT NULL"),
     )
 
     pk: int | None = Field(default=None, primary_key=True)

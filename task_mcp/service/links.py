@@ -11,7 +11,21 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, delete, exists, insert, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    union,
+)
 
 from task_mcp.errors import InvalidArgumentError, NotFoundError
 from task_mcp.models import TASKS, TaskOut, task_out
@@ -56,19 +70,44 @@ LINKS_AMONG = select(L.number, L.blocker).where(
 )
 
 
+def _open_blocker() -> ColumnElement[bool]:
+    """The blocker a row of `TASK_LINKS` names is open and live: one lookup by its number."""
+    return exists(
+        select(B.number).where(
+            B.owner_id == L.owner_id, B.number == L.blocker, B.status == "open", B.deleted_at.is_(None)
+        )
+    )
+
+
 def blocked_condition() -> ColumnElement[bool]:
     """A task of `TASKS` has an open live blocker."""
-    return exists(
-        select(L.blocker)
-        .join(BLOCKER, and_(B.owner_id == L.owner_id, B.number == L.blocker))
-        .where(L.owner_id == T.owner_id, L.number == T.number, B.status == "open", B.deleted_at.is_(None))
-    )
+    # Nested, so the task's own links (a range of the primary key) drive: written as a join,
+    # SQLite may read every open task of the workspace for each candidate.
+    return exists(select(L.blocker).where(L.owner_id == T.owner_id, L.number == T.number, _open_blocker()))
+
+
+_NOT_BLOCKED = not_(blocked_condition())  # built once: it is the same in every ready list
 
 
 def ready_condition(now: dt.datetime) -> ColumnElement[bool]:
     """Open, no open blocker, no live claim (`now` compared in the query: claims expire without a write)."""
     unclaimed = or_(T.claim_until.is_(None), T.claim_until <= now)
-    return and_(T.status == "open", not_(blocked_condition()), unclaimed)
+    return and_(T.status == "open", _NOT_BLOCKED, unclaimed)
+
+
+def _held_back() -> Any:
+    # Open live tasks held back from ready: the blocked ones, read from the workspace's links, and
+    # the claimed ones, from the index of claims; UNION counts a task in both once.
+    open_live = (T.status == "open", T.deleted_at.is_(None))
+    waiting = exists(select(T.pk).where(T.owner_id == L.owner_id, T.number == L.number, *open_live))
+    blocked = select(L.number).where(L.owner_id == bindparam("owner"), waiting, _open_blocker())
+    claimed = select(T.number).where(T.owner_id == bindparam("owner"), T.claim_until > bindparam("now"), *open_live)
+    return select(func.count()).select_from(union(blocked, claimed).subquery())
+
+
+# How many open tasks of workspace `owner` are not ready at `now`: the open count minus this is the
+# ready total, without visiting every open task.
+HELD_BACK = _held_back()
 
 
 def blockers_of(conn: Connection, owner: str, numbers: Sequence[int]) -> dict[int, list[tuple[int, bool]]]:

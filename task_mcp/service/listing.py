@@ -8,13 +8,12 @@ row's sort key and id, plus a fingerprint of the filters), valid on any replica.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Result, Row, Select, and_, bindparam, false, func, or_, select, tuple_
+from sqlalchemy.sql import union_all
 
 import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
@@ -120,8 +119,8 @@ class TaskList:
         # A status (and at most one tag) is all the filter says: prepared statements serve the page.
         self.shape = pages.shape(query, self.sort, assignee)
         self.filters = [] if self.shape else self._filters()
-        self.fingerprint = _query_fingerprint(query, self.sort)  # checks the cursor given, marks the one returned
-        self.cursor = _decode_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
+        self.fingerprint = cursors.list_fingerprint(query, self.sort)  # checks the cursor given, marks the one returned
+        self.cursor = cursors.decode_list_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
 
     def page(self) -> TaskPage:
         if self.shape:
@@ -138,17 +137,21 @@ class TaskList:
             total = self._counted()
         elif self.shape == "tag":
             total = self._prepared("count").scalar_one()
+        elif self._status_only(ready=True):
+            held_back = self.conn.execute(links.HELD_BACK, {"owner": self.owner, "now": self.now}).scalar_one()
+            total = self._counted() - held_back
         else:
             total = self.conn.execute(self._count()).scalar_one()
         next_cursor = self._cursor_after(rows[-1]) if more else None
         tasks = links.outs(self.conn, self.owner, rows, self.now)
         return TaskPage(tasks=tasks, next_cursor=next_cursor, total=total, now=self.now)
 
-    def _status_only(self) -> bool:
-        """The filter is a status and nothing else: the workspace's counts hold the total."""
+    def _status_only(self, *, ready: bool = False) -> bool:
+        """The filter is a status and nothing else (or, with `ready`, ready and nothing else): the
+        workspace's counts hold the total (less the tasks held back from ready)."""
         q = self.query
         narrowed = q.priority or q.tags or q.text or q.due_after is not None or q.due_before is not None
-        narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready
+        narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready != ready
         return q.status in ("open", "completed", "all") and not narrowed
 
     def _counted(self) -> int:
@@ -342,7 +345,8 @@ class TaskList:
                 streams[0] = streams[0].where(or_(lower, and_(_T.priority == p, tuple_(_T.due_at, _T.number) > (k, n))))
                 streams[1] = streams[1].where(or_(lower, and_(_T.priority == p, or_(_T.due_date > day, same_day))))
                 streams[2] = streams[2].where(_T.priority <= p)
-        rows = [row for stream in streams for row in self._rows(stream.limit(want))]
+        # One statement: each stream's first rows (an index range apiece), merged here.
+        rows = self.conn.execute(union_all(*(stream.limit(want).subquery().select() for stream in streams))).all()
         return sorted(rows, key=ready_key)[:want]
 
     def _cursor_after(self, task: Any) -> str:
@@ -359,42 +363,3 @@ class TaskList:
             column = {"created": "created_at", "updated": "updated_at", "deleted": "deleted_at"}[self.sort]
             key = getattr(task, column).isoformat()
         return cursors.encode({"k": key, "n": task.number, "f": self.fingerprint})
-
-
-def _query_fingerprint(query: TaskQuery, sort: str) -> str:
-    shape = query.model_dump(exclude={"cursor", "limit", "include_description"}, mode="json") | {"sort": sort}
-    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _decode_cursor(cursor: str | None, fingerprint: str, sort: str, zone: ZoneInfo) -> dict[str, Any] | None:
-    if cursor is None:
-        return None
-    bad = InvalidArgumentError(
-        "cursor: not a next_cursor from this list. Pass next_cursor unchanged, with the same filters "
-        "and sort as the call that returned it, or leave cursor out to start from the first page."
-    )
-    data = cursors.decode(cursor, fingerprint, bad)
-    if "k" not in data:
-        raise bad  # "k" may be null (an undated task under sort=due), never missing
-    # An edited cursor must fail as a bad cursor, not reach the query as a key of the wrong type.
-    key, number = data.get("k"), data.get("n")
-    if type(number) is not int or not 0 < number < 2**31:
-        raise bad
-    if sort == "ready" and (type(data.get("p")) is not int or not 0 <= data["p"] < len(PRIORITIES)):
-        raise bad
-    if sort == "priority":
-        if type(key) is not int or not 0 <= key < len(PRIORITIES):
-            raise bad
-    elif not (key is None and sort in ("due", "ready")):
-        try:
-            if not isinstance(key, str):
-                raise bad
-            instant = dt.datetime.fromisoformat(key)
-            if instant.tzinfo is None:
-                raise bad
-            # It must convert to UTC and to the zone's local date, as the query will.
-            instant.astimezone(dt.UTC)
-            _local_date(instant, zone)
-        except (TypeError, ValueError, OverflowError):
-            raise bad from None
-    return data
