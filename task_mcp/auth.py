@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -238,13 +239,13 @@ class JwtVerifier:
             organizations=parse_organizations(claims, self.organizations_claim),
         )
 
-    def _header(self, token: str) -> dict[str, Any]:
+    def _header(self, token: str) -> Mapping[str, Any]:
         if not isinstance(token, str) or not token:
             raise reject("malformed")
         if len(token) > MAX_TOKEN_LENGTH:
             raise reject("too_large")
         try:
-            header = jwt.get_unverified_header(token)
+            header = _unverified_header(token)
         except jwt.DecodeError:
             raise reject("malformed") from None
         except jwt.PyJWTError as exc:  # the header decoded but breaks a rule: PyJWT names crit ones
@@ -350,3 +351,12 @@ class JwtVerifier:
         if status != 200:
             raise FetchError(f"HTTP {status}")
         return await anyio.to_thread.run_sync(parse_jwks, body)  # RSA keys cost a little each: off the loop
+
+
+@functools.lru_cache(maxsize=64)
+def _unverified_header(token: str) -> Mapping[str, Any]:
+    """PyJWT's parse of a token's header, kept for the tokens seen last. It depends on the token's
+    bytes alone, and a stdio client sends one token on every call: parsing it once saves a pass
+    over the whole token per call. The signature and claims are still checked on every call; a
+    header that fails to parse raises, and errors are not cached."""
+    return MappingProxyType(jwt.get_unverified_header(token))
