@@ -91,6 +91,12 @@ async def session(base_url: str, token: str, expired_token: str, tmp: Path) -> i
         await t.call("undo_change", {"change_id": renamed.get("change_id") or 4}, note="   (the rename)")
         await t.call("get_task", {"task_id": milk})
 
+        print("\nA repeating task moves to its next occurrence when completed:")
+        monday = dt.date.today() + dt.timedelta(days=-dt.date.today().weekday() % 7 or 7)
+        plants = await t.call("create_task", {"title": "Water the plants", "due": monday.isoformat(),
+                                              "repeat": "every monday"})  # fmt: skip
+        await t.call("complete_task", {"task_id": plants.get("task", {}).get("id", 5)})
+
         print("\nErrors come back as tool results whose text starts with a code:")
         await t.call("get_task", {"task_id": 999}, expect="not_found")
         await t.call("list_tasks", {}, expect="unauthenticated", meta={META_KEY: f"Bearer {expired_token}"},
