@@ -56,7 +56,7 @@ class TaskWrites:
         who = Caller.of(caller)
         ws = self.workspace(who, workspace, "write")
         self._housekeeping.maybe_purge()
-        request_hash = idempotency.request_hash(tool, items)
+        request_hash = idempotency.request_hash(tool, items) if key is not None else ""  # only a key needs it
 
         def create(conn: Connection) -> tuple[list[TaskOut], bool, int | None]:
             if key is not None:
