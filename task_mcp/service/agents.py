@@ -127,9 +127,9 @@ class AgentTasks(TaskWrites):
                 f"Task {task_id} is completed, so it cannot be claimed. Call update_task{ws.hint} with status "
                 "'open' to reopen it, or claim_task without task_id to take the next ready task."
             )
-        open_blockers = [
-            n for n, is_open in links.blockers_of(conn, ws.key, [row.number]).get(row.number, []) if is_open
-        ]
+        # `blocked_by` names every stored link (and perhaps purged blockers): empty, there is none to read.
+        blockers = links.blockers_of(conn, ws.key, [row.number] if row.blocked_by else [])
+        open_blockers = [n for n, is_open in blockers.get(row.number, []) if is_open]
         if open_blockers:
             named = ", ".join(f"#{n}" for n in open_blockers)
             raise ConflictError(

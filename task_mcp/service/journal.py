@@ -161,6 +161,12 @@ def reserve(conn: Connection, ws: Workspace) -> int:
     return int(conn.execute(_RESERVE[conn.dialect.name], {"owner": ws.key}).scalar_one())
 
 
+def add_touches(conn: Connection, ws: Workspace, change_id: int, touches: Sequence[Touch]) -> None:
+    """Write the touches of change `change_id` (`record` does, unless given a `change_id`)."""
+    if touches:
+        conn.execute(INSERT_TOUCHES, [t.values(ws.key, change_id) for t in touches])
+
+
 def record(
     conn: Connection,
     ws: Workspace,
@@ -177,8 +183,7 @@ def record(
     """Write one change (and its touches, unless they were written set-based under `change_id`)."""
     if change_id is None:
         change_id = reserve(conn, ws)
-        if touches:
-            conn.execute(INSERT_TOUCHES, [t.values(ws.key, change_id) for t in touches])
+        add_touches(conn, ws, change_id, touches)
     summary = summarize(touches, titles or {}, task_count=task_count)
     if undoes is not None:
         summary = f"undo of change {undoes}: {summary}"

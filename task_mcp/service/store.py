@@ -146,14 +146,16 @@ PURGE_TASKS = delete(TASKS).where(T.pk.in_(bindparam("pks", expanding=True)))
 
 def reserve_statement(insert: Callable[[Any], Any]) -> Any:
     # INSERT ... ON CONFLICT DO UPDATE, as PostgreSQL and SQLite both spell it; `count` is used twice.
+    # The same counter row numbers the call's change (as `journal.reserve` does): one statement, not two.
     counter = TASK_COUNTERS.c
     return (
         insert(TASK_COUNTERS)
-        .values(owner_id=bindparam("owner"), last_number=bindparam("count"))
+        .values(owner_id=bindparam("owner"), last_number=bindparam("count"), last_change=1)
         .on_conflict_do_update(
-            index_elements=[counter.owner_id], set_={"last_number": counter.last_number + bindparam("count")}
+            index_elements=[counter.owner_id],
+            set_={"last_number": counter.last_number + bindparam("count"), "last_change": counter.last_change + 1},
         )
-        .returning(counter.last_number)
+        .returning(counter.last_number, counter.last_change)
     )
 
 
@@ -194,11 +196,13 @@ def check_parent(conn: Connection, ws: Workspace, number: int, parent_id: int) -
         )
 
 
-def reserve_numbers(conn: Connection, user_id: str, count: int) -> int:
-    """Take `count` consecutive task numbers; the counter row's lock serialises creators."""
+def reserve_numbers(conn: Connection, user_id: str, count: int) -> tuple[int, int]:
+    """Take `count` consecutive task numbers and the change_id of the call that creates them: (the
+    first number, the change_id). The counter row stays locked until the commit, which serialises
+    creators and numbers changes in the order they commit."""
     upsert = _RESERVE_POSTGRES if conn.dialect.name == "postgresql" else _RESERVE_SQLITE
-    last = conn.execute(upsert, {"owner": user_id, "count": count}).scalar_one()
-    return int(last) - count + 1
+    last, change_id = conn.execute(upsert, {"owner": user_id, "count": count}).one()
+    return int(last) - count + 1, int(change_id)
 
 
 def new_task(

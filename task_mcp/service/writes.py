@@ -56,7 +56,7 @@ class TaskWrites:
         who = Caller.of(caller)
         ws = self.workspace(who, workspace, "write")
         self._housekeeping.maybe_purge()
-        request_hash = idempotency.request_hash(tool, items)
+        request_hash = idempotency.request_hash(tool, items) if key is not None else ""  # only a key needs it
 
         def create(conn: Connection) -> tuple[list[TaskOut], bool, int | None]:
             if key is not None:
@@ -69,7 +69,7 @@ class TaskWrites:
                     store.live_row(conn, ws, item.parent_id)
                 links.check_blockers(conn, ws, None, item.blocked_by or [])
                 assignees.append(self.members.assignee(conn, ws, who, item.assignee) if item.assignee else None)
-            first = store.reserve_numbers(conn, ws.key, len(items))
+            first, change_id = store.reserve_numbers(conn, ws.key, len(items))
             self._check_room(conn, ws=ws, last_number=first + len(items) - 1, adding=len(items))
             now = self._clock()
             values = [
@@ -93,7 +93,8 @@ class TaskWrites:
                 links.write_links(conn, ws.key, row.number, item.blocked_by or [], replace=False)
             touches = [Touch(row.number, "created", None, 1) for row in rows]
             titles = {row.number: row.title for row in rows}
-            change_id = journal.record(conn, ws, who, tool, touches, now, titles=titles)
+            journal.add_touches(conn, ws, change_id, touches)
+            journal.record(conn, ws, who, tool, touches, now, titles=titles, change_id=change_id)
             if key is not None:
                 numbers = [row.number for row in rows]
                 idempotency.remember(conn, ws, who.user_id, key, request_hash, numbers, now, change_id)
