@@ -25,7 +25,7 @@ from task_mcp.server import TaskMcp
 POSTGRES_URL = os.environ.get("TASK_MCP_TEST_POSTGRES_URL")
 TABLES = (
     "tasks, task_tags, task_counters, idempotency_keys, workspace_members, changes, change_tasks, task_links, "
-    "task_notes"
+    "task_notes, tag_counts"
 )
 READ_SCOPE, WRITE_SCOPE = "tasks:read", "tasks:write"
 

@@ -1,9 +1,10 @@
 """The per-workspace counts behind list_tasks' `total` stay equal to counting the rows.
 
-Triggers keep `task_counters.open_tasks`, `completed_tasks` and `deleted_tasks` in each writing
-transaction (migration 0009); a random sequence of every kind of write, on SQLite and
-PostgreSQL, must leave them equal to COUNT(*) over `tasks`, and the totals list_tasks answers
-equal to the number of tasks it can page through.
+Triggers keep `task_counters.open_tasks`, `completed_tasks` and `deleted_tasks` (migration 0009)
+and `tag_counts` (migration 0012) in each writing transaction; a random sequence of every kind of
+write, on SQLite and PostgreSQL, must leave them equal to counting the rows of `tasks` and
+`task_tags`, and the totals list_tasks answers (by status, and by tag with priorities) equal to
+the number of tasks it can page through.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from sqlalchemy import text
 
 from task_mcp.db import Database
 from task_mcp.errors import TaskMcpError
-from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate
+from task_mcp.models import PRIORITIES, TaskCreate, TaskQuery, TaskUpdate
 from task_mcp.service import TaskService
 from task_mcp.service.journal import Receipt
 
 USERS = ("alice", "bob")
 STEP = st.tuples(
-    st.sampled_from(["create", "create_many", "complete", "reopen", "delete", "restore", "undo", "purge"]),
+    st.sampled_from(
+        ["create", "create_many", "complete", "reopen", "retag", "prioritize", "delete", "restore", "undo", "purge"]
+    ),
     st.sampled_from(USERS),
     st.integers(min_value=1, max_value=8),
 )
@@ -36,6 +39,17 @@ SELECT c.owner_id, c.open_tasks, c.completed_tasks, c.deleted_tasks,
   (SELECT count(*) FROM tasks t WHERE t.owner_id = c.owner_id AND t.deleted_at IS NOT NULL)
 FROM task_counters c
 """
+# tag_counts, less its emptied rows, against grouping the live task_tags rows; both sorted alike.
+_TAG_COUNTS = "SELECT owner_id, tag, status, priority, n FROM tag_counts WHERE n <> 0 ORDER BY 1, 2, 3, 4"
+_TAG_ROWS = """
+SELECT owner_id, tag, status, priority, count(*) FROM task_tags WHERE deleted_at IS NULL
+GROUP BY owner_id, tag, status, priority ORDER BY 1, 2, 3, 4
+"""
+TAG_SETS = ([], ["work"], ["home"], ["work", "home"], ["work", "q3"])
+
+
+def _tagged(title: str, n: int) -> TaskCreate:
+    return TaskCreate(title=title, tags=TAG_SETS[n % len(TAG_SETS)], priority=PRIORITIES[n % len(PRIORITIES)])
 
 
 class Clock:
@@ -49,9 +63,13 @@ class Clock:
 def _step(service: TaskService, clock: Clock, kind: str, user: str, n: int, changes: dict[str, list[int]]) -> None:
     receipt = Receipt()
     if kind == "create":
-        service.create_task(user, TaskCreate(title=f"task {n}"), receipt=receipt)
+        service.create_task(user, _tagged(f"task {n}", n), receipt=receipt)
     elif kind == "create_many":
-        service.create_tasks(user, [TaskCreate(title=f"task {i}") for i in range(n)], receipt=receipt)
+        service.create_tasks(user, [_tagged(f"task {i}", i) for i in range(n)], receipt=receipt)
+    elif kind == "retag":
+        service.update_task(user, n, TaskUpdate(tags=TAG_SETS[(n + 1) % len(TAG_SETS)]), receipt=receipt)
+    elif kind == "prioritize":
+        service.update_task(user, n, TaskUpdate(priority=PRIORITIES[(n + 2) % len(PRIORITIES)]), receipt=receipt)
     elif kind in ("complete", "reopen"):
         status: Any = "completed" if kind == "complete" else "open"
         service.update_task(user, n, TaskUpdate(status=status), receipt=receipt)
@@ -82,10 +100,17 @@ def test_counts_equal_counting_the_rows_after_any_writes(database_url: str, step
         with database.engine.connect() as conn:
             for owner, *kept in conn.execute(text(_COUNTED)):
                 assert kept[:3] == kept[3:], owner
+            assert list(conn.execute(text(_TAG_COUNTS))) == list(conn.execute(text(_TAG_ROWS)))
         for user in USERS:
             for status in ("open", "completed", "all"):
                 page = service.list_tasks(user, TaskQuery(status=status, limit=1))
                 seen = service.list_tasks(user, TaskQuery(status=status, limit=100))
                 assert page.total == len(seen.tasks) == seen.total, (user, status)
+                for tag in ("work", "home", "q3"):
+                    for priority in (None, ["high", "urgent"], ["none"]):
+                        query: dict[str, Any] = {"status": status, "tags": [tag], "priority": priority}
+                        page = service.list_tasks(user, TaskQuery(**query, limit=1))
+                        seen = service.list_tasks(user, TaskQuery(**query, limit=100))
+                        assert page.total == len(seen.tasks) == seen.total, (user, status, tag, priority)
     finally:
         database.dispose()

@@ -97,7 +97,7 @@ def test_a_database_made_by_0001_to_0003_keeps_every_id_tag_key_and_field_in_per
             ).all()
 
         migrate(database)
-        assert current_revision(database) == head_revision() == "0011"
+        assert current_revision(database) == head_revision() == "0012"
         with database.engine.connect() as conn:
             rows_after = conn.execute(
                 text("SELECT owner_id, number, title, status, version, parent_number, tags FROM tasks ORDER BY 1, 2")

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Result, Row, Select, and_, bindparam, false, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, false, func, or_, select, tuple_
 from sqlalchemy.sql import union_all
 
 import task_mcp.service.cursors as cursors
 import task_mcp.service.links as links
 import task_mcp.service.pages as pages
 import task_mcp.service.search as search
+import task_mcp.service.tag_counts as tag_counts
 from task_mcp.dates import parse_due
 from task_mcp.errors import InvalidArgumentError, NotFoundError
 from task_mcp.models import (
@@ -124,7 +125,7 @@ class TaskList:
 
     def page(self) -> TaskPage:
         if self.shape:
-            rows = list(self._prepared("rows").all())
+            rows = self._prepared_rows()
         elif self.sort == "ready":
             rows = self._ready_rows()
         else:
@@ -135,8 +136,10 @@ class TaskList:
             total = len(rows)  # the first page holds them all: no need to count
         elif self._status_only():
             total = self._counted()
-        elif self.shape == "tag":
-            total = self._prepared("count").scalar_one()
+        elif self._tag_only():
+            q = self.query
+            priorities = [PRIORITIES.index(p) for p in q.priority or []]
+            total = tag_counts.tag_total(self.conn, self.owner, (q.tags or [""])[0], q.status, priorities)
         elif self._status_only(ready=True):
             held_back = self.conn.execute(links.HELD_BACK, {"owner": self.owner, "now": self.now}).scalar_one()
             total = self._counted() - held_back
@@ -154,6 +157,14 @@ class TaskList:
         narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready != ready
         return q.status in ("open", "completed", "all") and not narrowed
 
+    def _tag_only(self) -> bool:
+        """The filter is one tag with a status (not the trash) and perhaps priorities beside it:
+        the tag's counts (`tag_counts`) hold the total."""
+        q = self.query
+        narrowed = q.text or q.due_after is not None or q.due_before is not None or q.overdue or q.ready
+        narrowed = narrowed or q.parent_id is not None or self.assignee is not None
+        return q.status in ("open", "completed", "all") and len(q.tags or []) == 1 and not narrowed
+
     def _counted(self) -> int:
         counts = self.conn.execute(_COUNTS, {"owner": self.owner}).first()
         if counts is None:
@@ -161,12 +172,11 @@ class TaskList:
         open_tasks, completed_tasks = int(counts[0]), int(counts[1])
         return {"open": open_tasks, "completed": completed_tasks}.get(self.query.status, open_tasks + completed_tasks)
 
-    def _prepared(self, kind: Literal["rows", "count"]) -> Result[Any]:
-        """The page's rows or its total, through a prepared statement (`pages.py`)."""
+    def _prepared_rows(self) -> list[Any]:
+        """The page's rows, through a prepared statement (`pages.py`)."""
         q, cursor = self.query, self.cursor
-        limit = q.limit if kind == "rows" else 0  # a total needs no page size
-        stmt = pages.prepared(kind, self.shape or "plain", self.sort, q.status == "all", cursor is not None, limit)
-        return self.conn.execute(stmt, pages.params(self.owner, q, self.sort, cursor))
+        stmt = pages.prepared(self.shape or "plain", self.sort, q.status == "all", cursor is not None, q.limit)
+        return list(self.conn.execute(stmt, pages.params(self.owner, q, self.sort, cursor)).all())
 
     def _filters(self) -> list[ColumnElement[bool]]:
         q = self.query
@@ -221,18 +231,8 @@ class TaskList:
         return keys
 
     def _count(self) -> Select[Any]:
-        """The exact total. A tag with nothing but status and priority beside it is counted in the
-        tag's index range alone."""
-        q = self.query
-        keys = self._tag_keys()
-        others = (q.text, q.due_after, q.due_before, q.parent_id, self.assignee)
-        if (
-            keys is not None
-            and len(q.tags or []) == 1
-            and all(o is None for o in others)
-            and not (q.overdue or q.ready)
-        ):
-            return select(func.count()).select_from(TASK_TAGS).where(*keys)
+        """The exact total, counted over the matching rows (a lone tag's total is read from its
+        counts instead, see `_tag_only`)."""
         return select(func.count()).select_from(_TASKS).where(*self.filters)
 
     def _due_range(self, after: str | None, before: str | None) -> ColumnElement[bool]:

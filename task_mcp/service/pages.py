@@ -12,7 +12,7 @@ import datetime as dt
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, select, tuple_
 
 from task_mcp.models import TASK_TAGS, TASKS, TaskQuery
 
@@ -22,14 +22,13 @@ _TT = TASK_TAGS.c
 
 @cache  # a handful of shapes times the page sizes (1-100): a few hundred statements at most
 def prepared(
-    kind: Literal["rows", "count"],
     shape: Literal["plain", "tag"],
     sort: str,
     any_status: bool,
     after_cursor: bool,
     limit: int,
 ) -> Select[Any]:
-    """The page's rows (`limit` + 1 of them, to tell whether more follow) or, for a tag, its total.
+    """The page's rows (`limit` + 1 of them, to tell whether more follow).
 
     `plain`: the workspace's live tasks of one status (any, with `any_status`), newest first by
     `sort` (created, updated or priority). `tag`: the same, sorted by created, read from the tag's
@@ -49,8 +48,6 @@ def prepared(
         keys = [_TT.owner_id == owner, _TT.tag == bindparam("tag", type_=_TT.tag.type), _TT.deleted_at.is_(None)]
         if not any_status:
             keys.append(_TT.status == status)
-        if kind == "count":
-            return select(func.count()).select_from(TASK_TAGS).where(*keys)
         column, number = _TT.created_at, _TT.number
         stmt = select(TASKS).join(TASK_TAGS, _TT.task_pk == _T.pk).where(*where, *keys)
     else:
