@@ -162,6 +162,11 @@ _COUNTERS = (
     "sum(CASE WHEN deleted_at IS NULL AND status = 'completed' THEN 1 ELSE 0 END), "
     "sum(CASE WHEN deleted_at IS NOT NULL THEN 1 ELSE 0 END) FROM tasks GROUP BY owner_id"
 )
+# The per-tag counts their triggers keep (migration 0012), set aside like the others while seeding.
+_TAG_COUNTS = (
+    "INSERT INTO tag_counts (owner_id, tag, status, priority, n) SELECT owner_id, tag, status, priority, count(*) "
+    "FROM task_tags WHERE deleted_at IS NULL GROUP BY owner_id, tag, status, priority"
+)
 SEEDED_UNTIL = dt.datetime(2025, 1, 13, tzinfo=dt.UTC)  # after the last bulk-seeded row (1,000,000 s)
 
 # SQLite's text index (migrations 0008, 0010): each workspace's integer, then its entries keyed by it.
@@ -186,11 +191,11 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
         try:
             conn.execute("PRAGMA cache_size = -400000")  # 400 MB: keeps the index inserts in memory
             conn.execute("BEGIN")
-            # Like PostgreSQL's indexes below: the triggers that keep the text index and the tag rows'
-            # copies in step row by row are set aside, and the index is built once from all rows.
+            # Like PostgreSQL's indexes below: the triggers that keep the text index, the tag rows'
+            # copies and the tag counts in step row by row are set aside, and each is built once.
             triggers = conn.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-                "AND name IN ('tasks_search_insert', 'tasks_search_update', 'task_tags_fill')"
+                "AND name IN ('tasks_search_insert', 'tasks_search_update', 'task_tags_fill', 'tag_counts_insert')"
             ).fetchall()
             for name, _ in triggers:
                 conn.execute(f'DROP TRIGGER "{name}"')
@@ -200,6 +205,7 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
             conn.execute(_CHANGES)
             conn.execute(_CHANGE_TASKS)
             conn.execute(_COUNTERS)
+            conn.execute(_TAG_COUNTS)
             conn.execute(_SEARCH_SPACES)
             conn.execute(_SEARCH_ROWS)
             conn.execute("INSERT INTO task_search (task_search) VALUES ('optimize')")  # as migration 0010 does
@@ -229,6 +235,7 @@ def bulk_seed(database: Database, *, total: int, users: int) -> float:
             conn.execute(text(_CHANGES))
             conn.execute(text(_CHANGE_TASKS))
             conn.execute(text(_COUNTERS))
+            conn.execute(text(_TAG_COUNTS))  # the replica role kept the triggers from counting
             conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
             for _, definition in indexes:
                 conn.execute(text(definition))
