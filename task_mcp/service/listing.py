@@ -118,7 +118,8 @@ class TaskList:
         self.zone = ZoneInfo(query.timezone)
         self.first_tag: ColumnElement[bool] | None = None
         # A status (and at most one tag) is all the filter says: prepared statements serve the page.
-        self.shape = pages.shape(query, self.sort, assignee)
+        self.given = pages.given(query, assignee)
+        self.shape = pages.shape(query, self.sort, self.given)
         self.filters = [] if self.shape else self._filters()
         self.fingerprint = cursors.list_fingerprint(query, self.sort)  # checks the cursor given, marks the one returned
         self.cursor = cursors.decode_list_cursor(query.cursor, self.fingerprint, self.sort, self.zone)
@@ -152,18 +153,15 @@ class TaskList:
     def _status_only(self, *, ready: bool = False) -> bool:
         """The filter is a status and nothing else (or, with `ready`, ready and nothing else): the
         workspace's counts hold the total (less the tasks held back from ready)."""
-        q = self.query
-        narrowed = q.priority or q.tags or q.text or q.due_after is not None or q.due_before is not None
-        narrowed = narrowed or q.overdue or q.parent_id is not None or self.assignee is not None or q.ready != ready
-        return q.status in ("open", "completed", "all") and not narrowed
+        alone = {"ready"} if ready else set()
+        return self.query.status in ("open", "completed", "all") and self.given == alone
 
     def _tag_only(self) -> bool:
         """The filter is one tag with a status (not the trash) and perhaps priorities beside it:
         the tag's counts (`tag_counts`) hold the total."""
         q = self.query
-        narrowed = q.text or q.due_after is not None or q.due_before is not None or q.overdue or q.ready
-        narrowed = narrowed or q.parent_id is not None or self.assignee is not None
-        return q.status in ("open", "completed", "all") and len(q.tags or []) == 1 and not narrowed
+        one_tag = len(q.tags or []) == 1 and self.given <= {"tags", "priority"}
+        return q.status in ("open", "completed", "all") and one_tag
 
     def _counted(self) -> int:
         counts = self.conn.execute(_COUNTS, {"owner": self.owner}).first()

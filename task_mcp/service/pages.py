@@ -58,19 +58,33 @@ def prepared(
     return stmt.order_by(column.desc(), number.desc()).limit(limit + 1)
 
 
-def shape(query: TaskQuery, sort: str, assignee: str | None) -> Literal["plain", "tag"] | None:
-    """The prepared shape that serves `query` (its `sort` resolved, its `assignee` filter resolved),
-    or None: `plain` when a status (not the trash) is the whole filter and the sort is created,
-    updated or priority; `tag` when one tag stands beside it and the sort is created."""
+def given(query: TaskQuery, assignee: str | None) -> frozenset[str]:
+    """The filters `query` gives beside its status (its `assignee` filter resolved): what decides
+    whether a prepared statement or a kept count can answer it."""
     q = query
-    if q.status == "deleted" or sort not in ("created", "updated", "priority"):
+    present = {
+        "priority": bool(q.priority),
+        "tags": bool(q.tags),
+        "text": bool(q.text),
+        "due": q.due_after is not None or q.due_before is not None,
+        "overdue": q.overdue,
+        "parent_id": q.parent_id is not None,
+        "assignee": assignee is not None,
+        "ready": q.ready,
+    }
+    return frozenset(name for name, on in present.items() if on)
+
+
+def shape(query: TaskQuery, sort: str, filters: frozenset[str]) -> Literal["plain", "tag"] | None:
+    """The prepared shape that serves `query` (its `sort` resolved, `filters` from `given`), or
+    None: `plain` when a status (not the trash) is the whole filter and the sort is created,
+    updated or priority; `tag` when one tag stands beside it and the sort is created."""
+    if query.status == "deleted" or sort not in ("created", "updated", "priority"):
         return None
-    narrowed = q.priority or q.text or q.due_after is not None or q.due_before is not None or q.overdue
-    if narrowed or q.parent_id is not None or assignee is not None or q.ready:
-        return None
-    if not q.tags:
+    if not filters:
         return "plain"
-    return "tag" if sort == "created" and len(q.tags) == 1 else None
+    one_tag = filters == {"tags"} and len(query.tags or []) == 1
+    return "tag" if one_tag and sort == "created" else None
 
 
 def params(owner: str, query: TaskQuery, sort: str, cursor: dict[str, Any] | None) -> dict[str, Any]:
