@@ -51,7 +51,13 @@ def to_utc(value: dt.datetime) -> dt.datetime | None:
     return instant if FIRST_DAY <= instant.date() <= LAST_DAY else None
 
 
+_ZERO = dt.timedelta(0)
+
+
 def format_instant(value: dt.datetime | None) -> str | None:
+    """`2026-12-01T09:00:00Z`: UTC, whole seconds."""
     if value is None:
         return None
-    return value.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(timespec="seconds")[:-6] + "Z"  # "+00:00" becomes "Z"

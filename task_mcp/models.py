@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, Index, Row, String, Table, UnicodeText, UniqueConstraint, text
+from sqlalchemy import Column, Index, String, Table, UnicodeText, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from task_mcp.columns import KEY_LENGTH as KEY_LENGTH
@@ -364,33 +364,37 @@ class TaskOut(BaseModel):
     completed_occurrence: dict[str, str | None] | None = PField(default=None, exclude=True)
 
 
-def task_out(row: Row[Any], now: dt.datetime | None = None, blockers: Sequence[tuple[int, bool]] = ()) -> TaskOut:
-    """The public shape of a row of `TASKS`: the one place a stored task becomes a `TaskOut`.
-    `blockers`: (number, open) of the live tasks it stores in blocked_by; `now` shows a live claim."""
-    due = row.due_date.isoformat() if row.due_date is not None else format_instant(row.due_at)
+def task_out(
+    row: Mapping[str, Any], now: dt.datetime | None = None, blockers: Sequence[tuple[int, bool]] = ()
+) -> TaskOut:
+    """The public shape of a stored task (a row of `TASKS`, by column name): the one place a stored
+    task becomes a `TaskOut`. `blockers`: (number, open) of the live tasks it stores in blocked_by;
+    `now` shows a live claim."""
+    due = row["due_date"].isoformat() if row["due_date"] is not None else format_instant(row["due_at"])
     claim = None
-    if now is not None and row.claim_until is not None and row.claim_until > now:
-        holder = {"user_id": row.claim_user} | ({"client": row.claim_client} if row.claim_client else {})
-        claim = {"holder": holder, "expires_at": format_instant(row.claim_until)}
+    claim_until = row["claim_until"]
+    if now is not None and claim_until is not None and claim_until > now:
+        holder = {"user_id": row["claim_user"]} | ({"client": row["claim_client"]} if row["claim_client"] else {})
+        claim = {"holder": holder, "expires_at": format_instant(claim_until)}
     return TaskOut(
-        id=row.number,
-        title=row.title,
-        description=row.description,
-        status=row.status,
-        priority=PRIORITIES[row.priority],
+        id=row["number"],
+        title=row["title"],
+        description=row["description"],
+        status=row["status"],
+        priority=PRIORITIES[row["priority"]],
         due=due,
-        tags=row.tags.split("\n") if row.tags else [],
-        parent_id=row.parent_number,
-        created_at=format_instant(row.created_at) or "",
-        updated_at=format_instant(row.updated_at) or "",
-        completed_at=format_instant(row.completed_at),
-        version=row.version,
-        created_by=row.created_by,
-        assignee=row.assignee,
+        tags=row["tags"].split("\n") if row["tags"] else [],
+        parent_id=row["parent_number"],
+        created_at=format_instant(row["created_at"]) or "",
+        updated_at=format_instant(row["updated_at"]) or "",
+        completed_at=format_instant(row["completed_at"]),
+        version=row["version"],
+        created_by=row["created_by"],
+        assignee=row["assignee"],
         blocked_by=[number for number, _ in blockers],
         blocked=any(is_open for _, is_open in blockers),
         claim=claim,
-        repeat=row.repeat,
-        repeat_timezone=row.repeat_timezone,
-        deleted_at=format_instant(row.deleted_at),
+        repeat=row["repeat"],
+        repeat_timezone=row["repeat_timezone"],
+        deleted_at=format_instant(row["deleted_at"]),
     )

@@ -1,9 +1,9 @@
 """The MCP face of task_mcp: the tool table served, each call dispatched, errors as tool results.
 
 Each tool call: ask the transport's `Identity` who is calling (verified now), check the tool's
-scope, validate the arguments, call the tool's `TaskService` method on a worker thread, render
-its answer (`tools.py`). Every failure becomes an `isError` result whose text starts with its code,
-in one place: `error_result`.
+scope, validate the arguments, call the tool's `TaskService` method (on a worker thread, except
+reads on SQLite), render its answer (`tools.py`). Every failure becomes an `isError` result whose
+text starts with its code, in one place: `error_result`.
 
 Prompts (`prompts.py`) and resources (`resources.py`: the board, `task://{workspace}/{id}`) are
 served here too; a task read goes through `get_task`, and a failed prompt or read is a JSON-RPC
@@ -193,6 +193,12 @@ class TaskMcp:
         self.prompts = offered_prompts(self.specs)
         # What list_tasks results carry for the board: the actions it may show (None: all of them).
         self.list_meta = tools_meta(frozenset(self.specs))
+        # Where a tool's service call runs. A read on SQLite does not wait for locks (WAL; only the
+        # caller's organizations, noted when they change or hourly, are a write), and the hop to a
+        # worker thread cost more than reading a page: it runs on the event loop's thread. Writes,
+        # which may wait for SQLite's write lock, and every call on PostgreSQL (network round
+        # trips) run on a worker thread.
+        self.inline_reads = self.database.dialect == "sqlite"
 
     def migrate(self) -> None:
         migrate(self.database)
@@ -222,7 +228,9 @@ class TaskMcp:
             except ValidationError as exc:
                 raise invalid_arguments(exc) from None
             receipt = Receipt()
-            answer = await anyio.to_thread.run_sync(partial(spec.call, self.service, caller, args, receipt))
+            call = partial(spec.call, self.service, caller, args, receipt)
+            inline = self.inline_reads and not spec.write
+            answer = call() if inline else await anyio.to_thread.run_sync(call)
             # The service call returned, so its transaction has committed: from here on a failure
             # must not claim that nothing was changed.
             if spec.write:
