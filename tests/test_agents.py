@@ -3,14 +3,16 @@ claims with leases, notes, and update_tasks with a dry run (DESIGN §10)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import random
 from collections.abc import Iterator
 
 import pytest
 
 from task_mcp.db import Database
 from task_mcp.errors import ConflictError, InvalidArgumentError, NotFoundError
-from task_mcp.models import TaskCreate, TaskQuery, TaskUpdate
+from task_mcp.models import TaskCreate, TaskOut, TaskQuery, TaskUpdate
 from task_mcp.service import TaskService
 from task_mcp.service.journal import Receipt
 
@@ -177,3 +179,55 @@ def test_update_tasks_is_all_or_nothing_and_a_dry_run_answers_the_same_changing_
     assert receipt.change_id is not None and real[1].blocked
     with pytest.raises(InvalidArgumentError, match="already"):
         service.update_tasks("alice", [(a.id, TaskUpdate()), (a.id, TaskUpdate())])
+
+
+def test_the_prepared_ready_page_and_claim_pick_agree_with_the_general_path_and_claim_order(
+    service: TaskService, clock: Clock
+) -> None:
+    """A ready list with nothing else given (and claim_task's pick) runs statements built once; with
+    another filter that keeps every task (all five priorities) it runs the general ones. Both must
+    give claim order: priority highest, due soonest (a date at the start of its UTC day), undated
+    last, then id; without blocked, claimed or completed tasks."""
+    rng = random.Random(5)
+    priorities = ["none", "low", "medium", "high", "urgent"]
+    made = []
+    for i in range(60):
+        due = rng.choice(
+            [None, f"2026-11-{rng.randint(1, 9):02d}", f"2026-11-{rng.randint(1, 9):02d}T0{rng.randint(0, 9)}:00:00Z"]
+        )
+        blockers = [rng.choice(made).id] if made and rng.random() < 0.2 else []
+        task, _ = service.create_task(
+            "alice", TaskCreate(title=f"T{i}", priority=rng.choice(priorities), due=due, blocked_by=blockers)
+        )
+        made.append(task)
+    for task in rng.sample(made, 8):
+        service.complete_task("alice", task.id)
+    for task in rng.sample(made, 8):
+        with contextlib.suppress(ConflictError):  # completed or blocked: not claimable, fine here
+            service.claim_task("alice", task.id)
+
+    tasks = service.list_tasks("alice", TaskQuery(status="all", limit=100)).tasks
+
+    def key(t: TaskOut) -> tuple[int, bool, str, int]:
+        due = t.due or ""
+        start = due if "T" in due else (f"{due}T00:00:00Z" if due else "")
+        return (-priorities.index(t.priority), not due, start, t.id)
+
+    expected = [t.id for t in sorted(tasks, key=key) if t.status == "open" and not t.blocked and t.claim is None]
+    assert len(expected) > 20  # more than a page of 20: the cursor's pages take the general path
+
+    def every_page(query: TaskQuery) -> list[int]:
+        ids, page = [], service.list_tasks("alice", query)
+        ids += [t.id for t in page.tasks]
+        while page.next_cursor:
+            page = service.list_tasks("alice", query.model_copy(update={"cursor": page.next_cursor}))
+            ids += [t.id for t in page.tasks]
+        assert page.total == len(expected)
+        return ids
+
+    assert every_page(TaskQuery(ready=True)) == expected  # first page prepared, the rest general
+    assert every_page(TaskQuery(ready=True, priority=priorities)) == expected  # general throughout
+    claimed = service.claim_task("alice")  # the prepared pick
+    assert claimed.task is not None and claimed.task.id == expected[0]
+    filtered = service.claim_task("alice", query=TaskQuery(priority=priorities))  # the general pick
+    assert filtered.task is not None and filtered.task.id == expected[1]

@@ -20,13 +20,14 @@ from sqlalchemy import Connection, Row, bindparam, or_, update
 import task_mcp.service.journal as journal
 import task_mcp.service.links as links
 import task_mcp.service.notes as notes
+import task_mcp.service.pages as pages
 import task_mcp.service.repeats as repeats
 import task_mcp.service.store as store
 from task_mcp.dates import format_instant
 from task_mcp.errors import ConflictError, ForbiddenError, InvalidArgumentError, TaskMcpError
 from task_mcp.models import TASKS, TaskOut, TaskQuery, TaskUpdate
 from task_mcp.service.journal import Receipt, Touch
-from task_mcp.service.listing import TaskList, ready_key, ready_streams
+from task_mcp.service.listing import TaskList, ready_key
 from task_mcp.service.workspaces import Caller, Workspace
 from task_mcp.service.writes import TaskWrites, fill
 
@@ -151,13 +152,17 @@ class AgentTasks(TaskWrites):
     ) -> tuple[Claimed, int | None]:
         assignee = self.members.assignee_filter(conn, ws, who, query.assignee)
         ready = query.model_copy(update={"ready": True, "status": "open"})
-        filters = TaskList(conn, ws, ready, now, assignee=assignee).filters
+        picking = TaskList(conn, ws, ready, now, assignee=assignee)
+        # On PostgreSQL another claimer's candidate stays locked until it commits: take the next one.
         skip = conn.dialect.name == "postgresql"
+        if picking.shape == "ready":  # nothing but readiness asked for: statements built once
+            streams, params = pages.ready_firsts(skip), {"owner": ws.key, "now": now}
+        else:
+            streams, params = tuple(s.limit(1) for s in pages.ready_streams(picking.filters)), {}
+            if skip:
+                streams = tuple(s.with_for_update(skip_locked=True, of=TASKS) for s in streams)
         for _ in range(PICK_ATTEMPTS):
-            streams = ready_streams(filters)
-            if skip:  # another claimer's candidate stays locked until it commits: take the next one
-                streams = [s.with_for_update(skip_locked=True, of=TASKS) for s in streams]
-            found = [row for s in streams for row in conn.execute(s.limit(1)).all()]
+            found = [row for s in streams for row in conn.execute(s, params).all()]
             if not found:
                 return Claimed(None, None), None
             row = min(found, key=ready_key)

@@ -89,8 +89,9 @@ def blocked_condition() -> ColumnElement[bool]:
 _NOT_BLOCKED = not_(blocked_condition())  # built once: it is the same in every ready list
 
 
-def ready_condition(now: dt.datetime) -> ColumnElement[bool]:
-    """Open, no open blocker, no live claim (`now` compared in the query: claims expire without a write)."""
+def ready_condition(now: dt.datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """Open, no open blocker, no live claim (`now`, a value or a bound parameter, compared in the
+    query: claims expire without a write)."""
     unclaimed = or_(T.claim_until.is_(None), T.claim_until <= now)
     return and_(T.status == "open", _NOT_BLOCKED, unclaimed)
 

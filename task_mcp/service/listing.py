@@ -65,17 +65,6 @@ def _start_of_day(day: dt.date, zone: ZoneInfo) -> dt.datetime:
 _UTC = ZoneInfo("UTC")
 
 
-def ready_streams(filters: list[ColumnElement[bool]]) -> list[Select[Any]]:
-    """Tasks matching `filters` in claim order, as three streams: instant dues, dates, undated."""
-    return [
-        select(_TASKS).where(*filters, _T.due_at.is_not(None)).order_by(_T.priority.desc(), _T.due_at, _T.number),
-        select(_TASKS).where(*filters, _T.due_date.is_not(None)).order_by(_T.priority.desc(), _T.due_date, _T.number),
-        select(_TASKS)
-        .where(*filters, _T.due_at.is_(None), _T.due_date.is_(None))
-        .order_by(_T.priority.desc(), _T.number),
-    ]
-
-
 def ready_key(task: Any) -> tuple[int, int, str | None, int]:
     """Claim order: priority highest, then due soonest (undated last), then id."""
     if task.due_at is not None:
@@ -173,6 +162,9 @@ class TaskList:
     def _prepared_rows(self) -> list[Any]:
         """The page's rows, through a prepared statement (`pages.py`)."""
         q, cursor = self.query, self.cursor
+        if self.shape == "ready":
+            rows = self.conn.execute(pages.ready_page(q.limit), {"owner": self.owner, "now": self.now}).all()
+            return sorted(rows, key=ready_key)[: q.limit + 1]
         stmt = pages.prepared(self.shape or "plain", self.sort, q.status == "all", cursor is not None, q.limit)
         return list(self.conn.execute(stmt, pages.params(self.owner, q, self.sort, cursor)).all())
 
@@ -328,7 +320,7 @@ class TaskList:
     # Three index-ordered streams (instants, dates, undated), merged; claim_task takes the first.
     def _ready_rows(self) -> list[Any]:
         want, cursor = self.query.limit + 1, self.cursor
-        streams = ready_streams(self.filters)
+        streams = pages.ready_streams(self.filters)
         if cursor is not None:
             p, n = cursor["p"], cursor["n"]
             k = None if cursor["k"] is None else dt.datetime.fromisoformat(cursor["k"])

@@ -1,8 +1,9 @@
-"""Prepared statements for the commonest `list_tasks` pages: a status alone, or one tag beside it.
+"""Prepared statements for the commonest `list_tasks` pages (a status alone, or one tag beside it,
+or the first page of the ready list) and for `claim_task`'s pick of the next ready task.
 
 Building a SQLAlchemy statement and computing its cache key cost more than running the query on
 a page of 20, so these shapes are built once, with a bound parameter for every value (`owner`,
-`status`, `tag`, and the cursor's `key` and `number`), and reused. Each is the statement
+`status`, `tag`, `now`, and the cursor's `key` and `number`), and reused. Each is the statement
 `listing.TaskList` builds for the same query, with the same conditions in the same order.
 """
 
@@ -12,8 +13,10 @@ import datetime as dt
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, bindparam, select, tuple_
+from sqlalchemy import ColumnElement, CompoundSelect, Select, bindparam, select, tuple_
+from sqlalchemy.sql import union_all
 
+import task_mcp.service.links as links
 from task_mcp.models import TASK_TAGS, TASKS, TaskQuery
 
 _T = TASKS.c
@@ -58,6 +61,41 @@ def prepared(
     return stmt.order_by(column.desc(), number.desc()).limit(limit + 1)
 
 
+def ready_streams(filters: list[ColumnElement[bool]]) -> list[Select[Any]]:
+    """Tasks matching `filters` in claim order, as three streams: instant dues, dates, undated."""
+    return [
+        select(TASKS).where(*filters, _T.due_at.is_not(None)).order_by(_T.priority.desc(), _T.due_at, _T.number),
+        select(TASKS).where(*filters, _T.due_date.is_not(None)).order_by(_T.priority.desc(), _T.due_date, _T.number),
+        select(TASKS)
+        .where(*filters, _T.due_at.is_(None), _T.due_date.is_(None))
+        .order_by(_T.priority.desc(), _T.number),
+    ]
+
+
+def _ready_alone() -> list[ColumnElement[bool]]:
+    # What `listing.TaskList` filters a ready list on when nothing else is given.
+    now = bindparam("now", type_=_T.claim_until.type)
+    return [_T.owner_id == bindparam("owner", type_=_T.owner_id.type), _T.deleted_at.is_(None), _T.status == "open",
+            links.ready_condition(now)]  # fmt: skip
+
+
+@cache
+def ready_firsts(skip_locked: bool) -> tuple[Select[Any], ...]:
+    """claim_task's candidates when only readiness is asked for: the first task of each stream
+    (`skip_locked`: PostgreSQL's, passing over candidates other claimers hold locked)."""
+    streams = [stream.limit(1) for stream in ready_streams(_ready_alone())]
+    if skip_locked:
+        streams = [stream.with_for_update(skip_locked=True, of=TASKS) for stream in streams]
+    return tuple(streams)
+
+
+@cache
+def ready_page(limit: int) -> CompoundSelect[Any]:
+    """The first page of the ready list with no other filter: each stream's first `limit` + 1
+    tasks, in one statement; the caller merges them in claim order."""
+    return union_all(*(s.limit(limit + 1).subquery().select() for s in ready_streams(_ready_alone())))
+
+
 def given(query: TaskQuery, assignee: str | None) -> frozenset[str]:
     """The filters `query` gives beside its status (its `assignee` filter resolved): what decides
     whether a prepared statement or a kept count can answer it."""
@@ -75,10 +113,13 @@ def given(query: TaskQuery, assignee: str | None) -> frozenset[str]:
     return frozenset(name for name, on in present.items() if on)
 
 
-def shape(query: TaskQuery, sort: str, filters: frozenset[str]) -> Literal["plain", "tag"] | None:
+def shape(query: TaskQuery, sort: str, filters: frozenset[str]) -> Literal["plain", "tag", "ready"] | None:
     """The prepared shape that serves `query` (its `sort` resolved, `filters` from `given`), or
     None: `plain` when a status (not the trash) is the whole filter and the sort is created,
-    updated or priority; `tag` when one tag stands beside it and the sort is created."""
+    updated or priority; `tag` when one tag stands beside it and the sort is created; `ready`
+    for the ready list's first page in claim order with nothing else given."""
+    if sort == "ready":
+        return "ready" if filters == {"ready"} and query.cursor is None else None
     if query.status == "deleted" or sort not in ("created", "updated", "priority"):
         return None
     if not filters:
