@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 app.database.dispose()  # each worker opens its own
                 return _serve_http_workers(settings, args.host, args.port, workers)
             return _serve_http(app, args.host, args.port)
+        _freeze_startup_objects()
         anyio.run(app.serve_stdio)
         return 0
     except ConfigError as exc:
@@ -110,6 +112,7 @@ def _serve_http(app: TaskMcp, host: str, port: int) -> int:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    _freeze_startup_objects()
 
     async def serve() -> None:
         try:
@@ -134,6 +137,14 @@ def _check_workers(settings: Settings, workers: int, transport: str) -> None:
             f"TASK_MCP_DATABASE_URL: an in-memory SQLite database cannot be shared by {workers} worker processes; "
             "use a SQLite file or PostgreSQL, or --workers 1"
         )
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up loaded (modules, tables, schemas: about 140,000 objects) lives as long as the
+    process; moved out of the garbage collector's generations, a full collection no longer scans
+    it (each took ~0.1 s, a pause in whichever call ran then)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _serve_http_workers(settings: Settings, host: str, port: int, workers: int) -> int:
@@ -174,7 +185,9 @@ def http_worker_app() -> Any:
     settings = load_settings()
     _configure_logging(settings)
     WorkerDeadlineProtocol.request_timeout = settings.http_request_timeout_seconds
-    return create_http_app(settings, migrate=False)
+    app = create_http_app(settings, migrate=False)
+    _freeze_startup_objects()
+    return app
 
 
 if __name__ == "__main__":
