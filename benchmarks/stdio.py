@@ -201,9 +201,12 @@ async def per_call(params: StdioServerParameters, token: str) -> tuple[list[Row]
         ratio, tail = p50(values) / base, p99(values) / base
         limit = None if "ready" in name else targets.get(name.split(" ")[0])
         server_cpu, client_cpu = cpu[name].per_call()
-        cpu_note = ""
+        # The client's own work on this answer (parsing, validating) is on every call's path: with a
+        # server as cheap as the no-op's, the call would still take the no-op's time plus that.
+        client_floor = (base + client_cpu - noop_client_cpu) / base
+        cpu_note = f"; client's extra work alone {client_floor:.2f}x"
         if server_cpu is not None and noop_server_cpu:
-            cpu_note = (
+            cpu_note += (
                 f"; CPU/call server {_ms(server_cpu)} ({server_cpu / noop_server_cpu:.1f}x no-op's), "
                 f"client {_ms(client_cpu)} ({client_cpu / noop_client_cpu:.1f}x)"
             )
@@ -218,7 +221,7 @@ async def per_call(params: StdioServerParameters, token: str) -> tuple[list[Row]
                 detail=f"{_ms(p50(values))} vs {_ms(base)}; p99 {tail:.1f}x{cpu_note}",
                 data={
                     **{"p50_s": p50(values), "p99_s": p99(values), "noop_p50_s": base, "p99_ratio": tail},
-                    **{"server_cpu_s": server_cpu, "client_cpu_s": client_cpu},
+                    **{"server_cpu_s": server_cpu, "client_cpu_s": client_cpu, "client_floor_ratio": client_floor},
                 },
             )
         )
