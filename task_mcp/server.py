@@ -195,7 +195,7 @@ class TaskMcp:
         self.list_meta = tools_meta(frozenset(self.specs))
         # Where a tool's service call runs. A read on SQLite does not wait for locks (WAL; only the
         # caller's organizations, noted when they change or hourly, are a write), and the hop to a
-        # worker thread cost more than reading a page: it runs on the event loop's thread. Writes,
+        # worker thread cost as much as reading a page: it runs on the event loop's thread. Writes,
         # which may wait for SQLite's write lock, and every call on PostgreSQL (network round
         # trips) run on a worker thread.
         self.inline_reads = self.database.dialect == "sqlite"
