@@ -193,10 +193,10 @@ class TaskMcp:
         self.prompts = offered_prompts(self.specs)
         # What list_tasks results carry for the board: the actions it may show (None: all of them).
         self.list_meta = tools_meta(frozenset(self.specs))
-        # Where a tool's service call runs. A read on SQLite does not wait for locks (WAL; only the
-        # caller's organizations, noted when they change or hourly, are a write), and the hop to a
-        # worker thread cost as much as reading a page: it runs on the event loop's thread. Writes,
-        # which may wait for SQLite's write lock, and every call on PostgreSQL (network round
+        # Where a tool's service call runs. A read on SQLite does not wait for locks (WAL), and the
+        # hop to a worker thread cost as much as reading a page: it runs on the event loop's thread.
+        # Writes, which may wait for SQLite's write lock (so may a read that first notes the caller's
+        # organizations: new, changed, or an hour old), and every call on PostgreSQL (network round
         # trips) run on a worker thread.
         self.inline_reads = self.database.dialect == "sqlite"
 
@@ -229,7 +229,7 @@ class TaskMcp:
                 raise invalid_arguments(exc) from None
             receipt = Receipt()
             call = partial(spec.call, self.service, caller, args, receipt)
-            inline = self.inline_reads and not spec.write
+            inline = self.inline_reads and not spec.write and self.service.members.recorded(caller)
             answer = call() if inline else await anyio.to_thread.run_sync(call)
             # The service call returned, so its transaction has committed: from here on a failure
             # must not claim that nothing was changed.

@@ -212,6 +212,11 @@ def _upsert(insert: Callable[[Any], Any]) -> Any:
 _UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
 
 
+def _record(caller: Caller) -> frozenset[tuple[str, str, str, str]]:
+    """What `MemberDirectory` writes of a caller: each organization with their role, name and email."""
+    return frozenset((o.id, o.role, caller.name or "", caller.email or "") for o in caller.organizations)
+
+
 class MemberDirectory:
     """The known members of each organization, written from the callers' own tokens."""
 
@@ -221,15 +226,19 @@ class MemberDirectory:
         self._written: dict[str, tuple[frozenset[tuple[str, ...]], float]] = {}
         self._lock = threading.Lock()
 
+    def recorded(self, caller: Caller) -> bool:
+        """Whether `record(caller)` has nothing to write now (then a read call writes nothing)."""
+        with self._lock:
+            known = self._written.get(caller.user_id)
+        return known is not None and known[0] == _record(caller) and time.monotonic() - known[1] < RECORD_EVERY_SECONDS
+
     def record(self, caller: Caller) -> None:
         """Record the caller in each organization of their token, and remove them from the ones it
         no longer lists, when that changed since this process last wrote it or an hour has passed."""
-        orgs = caller.organizations
-        record = frozenset((o.id, o.role, caller.name or "", caller.email or "") for o in orgs)
-        with self._lock:
-            known = self._written.get(caller.user_id)
-        if known is not None and known[0] == record and time.monotonic() - known[1] < RECORD_EVERY_SECONDS:
+        if self.recorded(caller):
             return
+        orgs = caller.organizations
+        record = _record(caller)
         now = self._clock()
         rows = [
             {
