@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
@@ -21,6 +23,7 @@ from sqlalchemy import text as sql_text
 from task_mcp.credentials import META_KEY
 from task_mcp.db import Database
 from task_mcp.server import TaskMcp
+from task_mcp.testing import JwksServer
 
 POSTGRES_URL = os.environ.get("TASK_MCP_TEST_POSTGRES_URL")
 TABLES = (
@@ -28,6 +31,55 @@ TABLES = (
     "task_notes, tag_counts"
 )
 READ_SCOPE, WRITE_SCOPE = "tasks:read", "tasks:write"
+# What `repeat` accepts (DESIGN §11) and the RRULE each is stored and shown as.
+REPEAT_PHRASES = [
+    ("daily", "FREQ=DAILY"),
+    ("every day", "FREQ=DAILY"),
+    ("weekdays", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"),
+    ("weekly", "FREQ=WEEKLY"),
+    ("every week", "FREQ=WEEKLY"),
+    ("monthly", "FREQ=MONTHLY"),
+    ("every month", "FREQ=MONTHLY"),
+    ("yearly", "FREQ=YEARLY"),
+    ("every year", "FREQ=YEARLY"),
+    ("every 3 days", "FREQ=DAILY;INTERVAL=3"),
+    ("every 2 weeks", "FREQ=WEEKLY;INTERVAL=2"),
+    ("every 6 months", "FREQ=MONTHLY;INTERVAL=6"),
+    ("every 1 year", "FREQ=YEARLY"),
+    ("every 999 years", "FREQ=YEARLY;INTERVAL=999"),
+    ("every monday", "FREQ=WEEKLY;BYDAY=MO"),
+    ("Every  SUNDAY", "FREQ=WEEKLY;BYDAY=SU"),
+    ("every tue", "FREQ=WEEKLY;BYDAY=TU"),
+    ("every thursday and monday", "FREQ=WEEKLY;BYDAY=MO,TH"),
+    ("every mon, wed and fri", "FREQ=WEEKLY;BYDAY=MO,WE,FR"),
+    ("every monday, wednesday, and saturday", "FREQ=WEEKLY;BYDAY=MO,WE,SA"),
+    ("FREQ=WEEKLY;BYDAY=MO,TH", "FREQ=WEEKLY;BYDAY=MO,TH"),
+    ("RRULE:freq=weekly;byday=th,mo;interval=02", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH"),
+    ("BYDAY=MO;FREQ=WEEKLY;INTERVAL=1", "FREQ=WEEKLY;BYDAY=MO"),
+    ("FREQ=MONTHLY;BYDAY=-1FR", "FREQ=MONTHLY;BYDAY=-1FR"),
+    ("FREQ=MONTHLY;COUNT=3;BYMONTHDAY=31", "FREQ=MONTHLY;COUNT=3;BYMONTHDAY=31"),
+    ("FREQ=YEARLY;BYMONTH=12;UNTIL=20301231", "FREQ=YEARLY;UNTIL=20301231;BYMONTH=12"),
+    ("FREQ=DAILY;UNTIL=20301231T170000Z", "FREQ=DAILY;UNTIL=20301231T170000Z"),
+    ("Every Day", "FREQ=DAILY"),
+    ("WEEKDAYS", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"),
+    ("every Friday", "FREQ=WEEKLY;BYDAY=FR"),
+    ("every tuesday and thursday", "FREQ=WEEKLY;BYDAY=TU,TH"),
+    ("every monday, wednesday and friday", "FREQ=WEEKLY;BYDAY=MO,WE,FR"),
+    ("freq=monthly;bymonthday=31", "FREQ=MONTHLY;BYMONTHDAY=31"),
+    ("FREQ=DAILY;COUNT=3", "FREQ=DAILY;COUNT=3"),
+    ("FREQ=YEARLY;UNTIL=20301231", "FREQ=YEARLY;UNTIL=20301231"),
+]
+SERVE = [sys.executable, "-m", "task_mcp", "serve"]  # the server as a subprocess, as mcp.json launches it
+
+
+def server_env(jwks: JwksServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """What a `task-mcp serve` subprocess is given: a fresh SQLite file, the test JWKS, quiet logs."""
+    return {
+        "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
+        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
+        "TASK_MCP_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 @asynccontextmanager

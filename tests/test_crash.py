@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +25,8 @@ from sqlalchemy.engine import make_url
 
 from task_mcp.db import Database
 from task_mcp.testing import JwksServer
+from tests.helpers import SERVE
 
-SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
 BATCH = [
     {"title": f"Crash item {i}", "description": "d" * 2000, "tags": [f"tag-{j}" for j in range(8)]} for i in range(100)

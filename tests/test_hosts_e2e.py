@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -27,9 +26,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 import task_mcp
 from task_mcp.testing import JwksServer
-from tests.helpers import bearer, ok, text
+from tests.helpers import SERVE, bearer, ok, server_env, text
 
-SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 BOARD_DIR = Path(__file__).parent / "board"
 CHECK = BOARD_DIR / "client_check.mjs"
 PACKAGED_BOARD = Path(task_mcp.__file__).parent / "ui" / "board.html"
@@ -37,15 +35,6 @@ needs_node = pytest.mark.skipif(
     not (BOARD_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir() or shutil.which("node") is None,
     reason="the TypeScript SDK is not installed: run `npm ci --prefix tests/board` (needs Node)",
 )
-
-
-def server_env(jwks: JwksServer, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
-        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
-        "TASK_MCP_LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 def clean_env(env: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from task_mcp.errors import InvalidArgumentError
 from task_mcp.service.recurrence import check_repeat, has_occurrence_within, next_due, normalize_repeat
+from tests.helpers import REPEAT_PHRASES
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
@@ -26,38 +27,7 @@ def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> d
     return dt.datetime(year, month, day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
 
 
-@pytest.mark.parametrize(
-    ("text", "rule"),
-    [
-        ("daily", "FREQ=DAILY"),
-        ("every day", "FREQ=DAILY"),
-        ("weekdays", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"),
-        ("weekly", "FREQ=WEEKLY"),
-        ("every week", "FREQ=WEEKLY"),
-        ("monthly", "FREQ=MONTHLY"),
-        ("every month", "FREQ=MONTHLY"),
-        ("yearly", "FREQ=YEARLY"),
-        ("every year", "FREQ=YEARLY"),
-        ("every 3 days", "FREQ=DAILY;INTERVAL=3"),
-        ("every 2 weeks", "FREQ=WEEKLY;INTERVAL=2"),
-        ("every 6 months", "FREQ=MONTHLY;INTERVAL=6"),
-        ("every 1 year", "FREQ=YEARLY"),
-        ("every 999 years", "FREQ=YEARLY;INTERVAL=999"),
-        ("every monday", "FREQ=WEEKLY;BYDAY=MO"),
-        ("Every  SUNDAY", "FREQ=WEEKLY;BYDAY=SU"),
-        ("every tue", "FREQ=WEEKLY;BYDAY=TU"),
-        ("every thursday and monday", "FREQ=WEEKLY;BYDAY=MO,TH"),
-        ("every mon, wed and fri", "FREQ=WEEKLY;BYDAY=MO,WE,FR"),
-        ("every monday, wednesday, and saturday", "FREQ=WEEKLY;BYDAY=MO,WE,SA"),
-        ("FREQ=WEEKLY;BYDAY=MO,TH", "FREQ=WEEKLY;BYDAY=MO,TH"),
-        ("RRULE:freq=weekly;byday=th,mo;interval=02", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH"),
-        ("BYDAY=MO;FREQ=WEEKLY;INTERVAL=1", "FREQ=WEEKLY;BYDAY=MO"),
-        ("FREQ=MONTHLY;BYDAY=-1FR", "FREQ=MONTHLY;BYDAY=-1FR"),
-        ("FREQ=MONTHLY;COUNT=3;BYMONTHDAY=31", "FREQ=MONTHLY;COUNT=3;BYMONTHDAY=31"),
-        ("FREQ=YEARLY;BYMONTH=12;UNTIL=20301231", "FREQ=YEARLY;UNTIL=20301231;BYMONTH=12"),
-        ("FREQ=DAILY;UNTIL=20301231T170000Z", "FREQ=DAILY;UNTIL=20301231T170000Z"),
-    ],
-)
+@pytest.mark.parametrize(("text", "rule"), REPEAT_PHRASES)
 def test_each_phrase_and_rrule_normalizes_to_its_canonical_rrule(text: str, rule: str) -> None:
     assert normalize_repeat(text) == rule
     assert normalize_repeat(rule) == rule

@@ -16,7 +16,7 @@ import pytest
 
 from task_mcp.server import TaskMcp
 from task_mcp.service import TaskService
-from tests.helpers import Caller, Clock, connect, text
+from tests.helpers import REPEAT_PHRASES, Caller, Clock, connect, text
 
 pytestmark = pytest.mark.anyio
 
@@ -33,34 +33,8 @@ async def user(app: TaskMcp, mint: Callable[..., str], clock: Clock | None = Non
 
 # --- what `repeat` accepts ------------------------------------------------------------------------
 
-PHRASES = [
-    ("daily", "FREQ=DAILY"),
-    ("every day", "FREQ=DAILY"),
-    ("weekdays", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"),
-    ("weekly", "FREQ=WEEKLY"),
-    ("every week", "FREQ=WEEKLY"),
-    ("monthly", "FREQ=MONTHLY"),
-    ("every month", "FREQ=MONTHLY"),
-    ("yearly", "FREQ=YEARLY"),
-    ("every year", "FREQ=YEARLY"),
-    ("Every Day", "FREQ=DAILY"),
-    ("WEEKDAYS", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"),
-    ("every 3 days", "FREQ=DAILY;INTERVAL=3"),
-    ("every 2 weeks", "FREQ=WEEKLY;INTERVAL=2"),
-    ("every 6 months", "FREQ=MONTHLY;INTERVAL=6"),
-    ("every 999 years", "FREQ=YEARLY;INTERVAL=999"),
-    ("every monday", "FREQ=WEEKLY;BYDAY=MO"),
-    ("every Friday", "FREQ=WEEKLY;BYDAY=FR"),
-    ("every tuesday and thursday", "FREQ=WEEKLY;BYDAY=TU,TH"),
-    ("every monday, wednesday and friday", "FREQ=WEEKLY;BYDAY=MO,WE,FR"),
-    ("FREQ=WEEKLY;BYDAY=MO,TH", "FREQ=WEEKLY;BYDAY=MO,TH"),
-    ("freq=monthly;bymonthday=31", "FREQ=MONTHLY;BYMONTHDAY=31"),
-    ("FREQ=DAILY;COUNT=3", "FREQ=DAILY;COUNT=3"),
-    ("FREQ=YEARLY;UNTIL=20301231", "FREQ=YEARLY;UNTIL=20301231"),
-]
 
-
-@pytest.mark.parametrize(("phrase", "rule"), PHRASES)
+@pytest.mark.parametrize(("phrase", "rule"), REPEAT_PHRASES)
 async def test_create_task_stores_and_shows_each_phrase_as_its_rrule(app, mint, phrase, rule):
     async with user(app, mint) as alice:
         created = await alice.add("Water the plants", due="2026-05-11", repeat=phrase)

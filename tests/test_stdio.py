@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,9 +18,8 @@ from mcp import Client, StdioServerParameters
 
 from task_mcp.credentials import META_KEY
 from task_mcp.testing import JwksServer
-from tests.helpers import error, ok
+from tests.helpers import SERVE, error, ok, server_env
 
-SERVE = [sys.executable, "-m", "task_mcp", "serve"]
 TOOLS = {
     "list_tasks", "get_task", "create_task", "create_tasks",
     "update_task", "complete_task", "delete_task", "restore_task", "list_workspaces",
@@ -47,15 +45,6 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
 ]
 # What the SDK's stdio client passes on; raw subprocesses here get the same, never TASK_MCP_* from the shell.
 SAFE_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
-
-
-def server_env(jwks: JwksServer, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "TASK_MCP_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
-        "TASK_MCP_BETTER_AUTH_URL": jwks.base_url,
-        "TASK_MCP_LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 def raw_env(env: dict[str, str]) -> dict[str, str]:
